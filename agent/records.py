@@ -1,0 +1,142 @@
+"""What flows between the pipeline stages, as frozen dataclasses.
+
+driver -> Frame -> (windowing, features) -> FeatureVector -> detector -> Score
+       -> alert policy -> Alert ; aggregator -> Aggregate ; both -> outbox -> MQTT
+
+Every stage takes one of these and returns the next; none reaches back. Timestamps are
+Unix epoch seconds (float, UTC) inside the agent and ISO 8601 UTC strings on the wire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+
+def iso_utc(ts: float) -> str:
+    """Epoch seconds -> ISO 8601 UTC with milliseconds.
+
+    >>> iso_utc(0.0)
+    '1970-01-01T00:00:00.000Z'
+    """
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A block of consecutive raw samples from one sensor, as the driver read them.
+
+    `samples` has shape (n, len(channels)), float64, rows in time order. `t_end` is the
+    wall-clock time of the last sample (the moment the block was read). Raw samples never
+    leave the device: frames stop at the feature stage.
+    """
+
+    sensor: str
+    t_end: float
+    channels: tuple[str, ...]
+    samples: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureVector:
+    """Condition features of one window. Keys are `<channel>.<feature>`, e.g.
+    `ax.velocity_rms_mm_s`, `temp.mean_c`; the order of `values` is stable per sensor."""
+
+    sensor: str
+    ts: float  # end of the window
+    values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """The detector's verdict on one feature vector.
+
+    `value` is calibrated to [0, 1] (see models/calibration.py for what a threshold means).
+    `ready` is False while the detector is still learning its baseline: such scores are
+    shown, never alerted on. `reason` lists the features that contributed most, largest
+    first, as (feature, value, contribution).
+    """
+
+    sensor: str
+    ts: float
+    value: float
+    ready: bool
+    model: str  # "name@version"
+    reason: tuple[tuple[str, float, float], ...] = ()
+
+
+LEVELS = ("clear", "warning", "alarm")
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert event (SPEC section 5). `id` is derived from what the event is, so a
+    re-send after a crash carries the same id and subscribers can de-duplicate."""
+
+    ts: float
+    device: str
+    sensor: str
+    level: str  # clear | warning | alarm
+    score: float
+    threshold: float
+    model: str
+    reason: tuple[tuple[str, float, float], ...]
+    kind: str = "anomaly"  # anomaly | iso10816 | sensor_offline ... (extends the contract)
+    id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            key = f"{self.device}/{self.sensor}/{self.kind}/{self.level}/{self.ts:.6f}"
+            object.__setattr__(self, "id", hashlib.sha1(key.encode()).hexdigest()[:20])
+
+    def payload(self) -> dict:
+        return {
+            "id": self.id,
+            "ts": iso_utc(self.ts),
+            "device": self.device,
+            "sensor": self.sensor,
+            "level": self.level,
+            "kind": self.kind,
+            "score": round(float(self.score), 6),
+            "threshold": float(self.threshold),
+            "model": self.model,
+            "reason": [
+                {"feature": f, "value": round(float(v), 6), "contribution": round(float(c), 4)}
+                for f, v, c in self.reason
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """Per-feature mean/min/max (and last score) over one `aggregates.interval`.
+    `ts` is the end of the interval (SPEC section 5)."""
+
+    ts: float
+    device: str
+    sensor: str
+    interval_s: float
+    count: int
+    features: dict[str, dict[str, float]]  # feature -> {"mean", "min", "max"}
+    id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            key = f"{self.device}/{self.sensor}/aggregate/{self.ts:.6f}"
+            object.__setattr__(self, "id", hashlib.sha1(key.encode()).hexdigest()[:20])
+
+    def payload(self) -> dict:
+        return {
+            "id": self.id,
+            "ts": iso_utc(self.ts),
+            "device": self.device,
+            "sensor": self.sensor,
+            "interval_s": self.interval_s,
+            "count": self.count,
+            "features": {
+                k: {s: round(float(v), 6) for s, v in stats.items()} for k, stats in self.features.items()
+            },
+        }
