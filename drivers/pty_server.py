@@ -1,0 +1,230 @@
+"""The simulated machine behind a real pseudo-terminal: the body of `pdm-agent simulate`.
+
+The agent reads the slave side exactly as it reads a USB-serial adapter; a symlink at `--link`
+points to the slave device. Generation is paced against the monotonic clock, so machine time is
+wall-clock time since start (what `--fault-at` counts) and the stream never drifts. Like a real
+sensor, data nobody reads is lost: when the pty buffer is full the block is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import sys
+import threading
+import time
+import tty
+
+import numpy as np
+
+from drivers.simulator import CHANNELS, FAULTS, Machine
+
+PROTOCOLS = ("lines", "frames", "modbus")
+BLOCK_S = 0.02  # one write per 20 ms of samples: smooth for readers, cheap for us
+MAX_BLOCK_S = 1.0  # after a stall (suspend, overload) catch up in blocks of at most this much
+
+
+def open_pty_link(link: str) -> tuple[int, int, str]:
+    """Open a pty and point `link` at its slave device; returns (master_fd, slave_fd, device).
+
+    The slave is set raw (no echo: an echoing pty would send our data back into the master's
+    input, fill it and block). The slave fd stays open for the life of the link, so a reader
+    that closes and reopens the port does not hang up the master. The link is replaced
+    atomically, so a reader never sees it missing or half-made.
+
+    >>> master, slave, device = open_pty_link("/tmp/pdm-doctest-pty")
+    >>> os.path.realpath("/tmp/pdm-doctest-pty") == device
+    True
+    >>> os.unlink("/tmp/pdm-doctest-pty"); os.close(master); os.close(slave)
+    """
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    device = os.ttyname(slave)
+    tmp = f"{link}.{os.getpid()}.tmp"
+    try:
+        os.symlink(device, tmp)
+        os.replace(tmp, link)
+    except OSError:
+        os.close(master)
+        os.close(slave)
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    return master, slave, device
+
+
+def format_lines(block: np.ndarray, channels: tuple[str, ...] = CHANNELS) -> bytes:
+    """One ASCII line per sample, comma-separated columns in channel order, "\\n"-terminated.
+
+    Acceleration gets 5 decimals (10 micro-g, finer than a 16-bit +-16 g ADC), temperature 3.
+    The whole block is one `%` formatting call, done in C.
+
+    >>> format_lines(np.array([[0.012345, -0.003, 0.998, 41.2]]))
+    b'0.01235,-0.00300,0.99800,41.200\\n'
+    """
+    if block.size == 0:
+        return b""
+    row = ",".join("%.3f" if c == "temp" else "%.5f" for c in channels[: block.shape[1]]) + "\n"
+    return ((row * block.shape[0]) % tuple(block.ravel().tolist())).encode("ascii")
+
+
+class _Writer:
+    """Non-blocking writes that keep lines whole: a block is delivered entirely or dropped."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending = b""
+        self.dropped_blocks = 0
+        self.written_bytes = 0
+
+    def write(self, data: bytes) -> None:
+        self._flush()
+        if self.pending:  # still stuck on the previous block: nobody reads, lose this one
+            self.dropped_blocks += 1
+            return
+        self.pending = data
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.pending:
+            try:
+                n = os.write(self.fd, self.pending)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno in (errno.EAGAIN, errno.EIO):  # full, or no reader on some kernels
+                    return
+                raise
+            self.written_bytes += n
+            self.pending = self.pending[n:]
+
+
+def _discard_input(fd: int) -> None:
+    """Read and ignore what a reader writes to the port, so the master's input never fills."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
+        pass
+
+
+def serve(
+    link: str,
+    protocol: str = "lines",
+    rate: float = 3200.0,
+    fault: str | None = None,
+    fault_at: float = 0.0,
+    seed: int = 0,
+    duration: float | None = None,
+    rpm: float = 1780.0,
+    stop: threading.Event | None = None,
+) -> int:
+    """Stream the simulated machine to a pty at `link` until SIGTERM/SIGINT, `stop` or `duration`.
+
+    Returns the exit code: 0 when stopped, 1 when the link cannot be made, 2 for invalid usage
+    (unknown protocol or fault).
+    """
+    if protocol != "lines":
+        print(f"simulate: protocol {protocol!r} is not implemented yet (available: lines)", file=sys.stderr)
+        return 2
+    try:
+        machine = Machine(rate=rate, rpm=rpm, seed=seed, fault=fault, fault_at=fault_at)
+    except ValueError as e:
+        print(f"simulate: {e}", file=sys.stderr)
+        return 2
+    try:
+        master, slave, device = open_pty_link(link)
+    except OSError as e:
+        print(f"simulate: cannot create the pty link {link}: {e}", file=sys.stderr)
+        return 1
+    stop = stop or threading.Event()
+    restore = _install_signal_handlers(stop)
+    try:
+        os.set_blocking(master, False)
+        writer = _Writer(master)
+        what = "healthy" if fault is None else f"fault {fault} at {fault_at:g} s"
+        print(
+            f"simulate: {link} -> {device}, protocol {protocol}, {rate:g} Hz, {rpm:g} rpm, "
+            f"channels {','.join(machine.channels)}, {what}, seed {seed}",
+            file=sys.stderr,
+            flush=True,
+        )
+        block_n = max(1, round(rate * BLOCK_S))
+        max_n = max(block_n, round(rate * MAX_BLOCK_S))
+        produced = 0
+        t0 = time.monotonic()
+        end = None if duration is None else round(rate * duration)
+        while not stop.is_set():
+            due = int(rate * (time.monotonic() - t0))
+            if end is not None:
+                due = min(due, end)
+            while produced < due:
+                n = min(due - produced, max_n)
+                writer.write(format_lines(machine.generate(n), machine.channels))
+                produced += n
+            _discard_input(master)
+            if end is not None and produced >= end:
+                break
+            stop.wait(max(0.0, t0 + (produced + block_n) / rate - time.monotonic()))
+        print(
+            f"simulate: stopped after {produced / rate:.1f} s, {produced} samples, "
+            f"{writer.dropped_blocks} blocks dropped (unread)",
+            file=sys.stderr,
+            flush=True,
+        )
+    finally:
+        restore()
+        if os.path.islink(link) and os.readlink(link) == device:
+            os.unlink(link)
+        os.close(master)
+        os.close(slave)
+    return 0
+
+
+def _install_signal_handlers(stop: threading.Event):
+    """SIGTERM/SIGINT set `stop`; only possible in the main thread (tests run serve in a thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    return restore
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `pdm-agent simulate`."""
+    parser.add_argument("--link", required=True, metavar="PATH", help="symlink to create, pointing to the pty device")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="lines", help="wire protocol (default: lines)")
+    parser.add_argument("--rate", type=float, default=3200.0, metavar="HZ", help="samples per second (default: 3200)")
+    parser.add_argument("--fault", choices=FAULTS, default=None, help="seed this fault (default: healthy)")
+    parser.add_argument(
+        "--fault-at", type=float, default=0.0, metavar="SECONDS",
+        help="when the fault appears, in seconds from the simulator's start (default: 0)",
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    parser.add_argument(
+        "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long (default: run until stopped)"
+    )
+    parser.add_argument("--rpm", type=float, default=1780.0, metavar="RPM", help="shaft speed (default: 1780)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run `pdm-agent simulate` with parsed arguments; returns the exit code."""
+    if args.rate <= 0 or args.rpm <= 0 or (args.duration is not None and args.duration < 0):
+        print("simulate: --rate, --rpm and --duration must be positive", file=sys.stderr)
+        return 2
+    return serve(
+        args.link,
+        protocol=args.protocol,
+        rate=args.rate,
+        fault=args.fault,
+        fault_at=args.fault_at,
+        seed=args.seed,
+        duration=args.duration,
+        rpm=args.rpm,
+    )
