@@ -1,0 +1,540 @@
+"""The agent's configuration: YAML in, validated pydantic models out (SPEC section 4).
+
+One model per section, ``extra="forbid"``, constraints in ``Field(...)`` and cross-field rules in
+validators. Errors are collected, never raised at the first one, and each names its key path and
+source line, so an operator can fix the whole file in one pass::
+
+    sensors[0].baudrate: Input should be a valid integer, ...; got 'fast' (config.yaml:14)
+    mqtt.prot: unknown key 'prot'; did you mean 'port'? (config.yaml:5)
+
+>>> cfg = parse_config("device: {id: gw1}\\nsensors: [{name: pump1, protocol: sim}]")
+>>> cfg.mqtt.effective_client_id, cfg.sensors[0].window.hop, cfg.sensors[0].temperature_channels
+('pdm-agent-gw1', 4096, ['temp'])
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+DEFAULT_STATE_DIR = "/var/lib/pdm-agent"
+SYSTEM_CONFIG_PATH = "/etc/pdm-agent/config.yaml"
+CREDENTIAL_NAME = "mqtt-password"  # systemd: LoadCredential=mqtt-password:/path/to/file
+DEFAULT_BANDS = ((10.0, 100.0), (100.0, 500.0), (500.0, 1000.0), (1000.0, 2000.0))
+NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+TOPIC_PATTERN = r"^[^#+/]+(/[^#+/]+)*$"
+PATTERN_WORDS = {  # regexes are not operator language
+    NAME_PATTERN: "may contain only letters, digits, '_' and '-'",
+    TOPIC_PATTERN: "must not contain '+' or '#', nor start or end with '/'",
+}
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=64)]
+
+
+class ConfigError(Exception):
+    """Every problem found in a configuration, one `path.to.key: message (FILE:LINE)` per entry."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+    def __str__(self) -> str:
+        return "\n".join(self.errors)
+
+
+def _rule(at: tuple, message: str) -> PydanticCustomError:
+    """A cross-field error located at `at`, relative to the loc of the validator that raises it
+    ("..": one level up): validators only know their own loc, the operator needs the exact key."""
+    return PydanticCustomError("config_rule", message.replace("{", "(").replace("}", ")"), {"at": at})
+
+
+def _scalar(value: Any) -> Any:
+    # One clear message instead of pydantic's four union-member errors.
+    if not isinstance(value, (bool, int, float, str)):
+        raise ValueError("must be a number, a string or a boolean")
+    return value
+
+
+Scalar = Annotated[Any, AfterValidator(_scalar)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceConfig(Section):
+    id: Name = Field(description="Gateway id, part of every MQTT topic")
+
+
+class TlsConfig(Section):
+    ca_file: Optional[Path] = Field(None, description="CA bundle; null = system CAs")
+    cert_file: Optional[Path] = Field(None, description="client certificate (mutual TLS)")
+    key_file: Optional[Path] = Field(None, description="client private key (mutual TLS)")
+    insecure: bool = Field(False, description="skip hostname verification (testing only)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            missing = "key_file" if self.key_file is None else "cert_file"
+            raise _rule((missing,), "cert_file and key_file go together; set both or neither")
+        return self
+
+
+class MqttConfig(Section):
+    host: str = Field("localhost", min_length=1)
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: Optional[str] = Field(None, min_length=1, description="default: pdm-agent-<device.id>")
+    username: Optional[str] = None
+    password_file: Optional[Path] = Field(
+        None, description="file holding the broker password; default: $CREDENTIALS_DIRECTORY/mqtt-password"
+    )
+    tls: Optional[TlsConfig] = None
+    topic_prefix: str = Field("pdm", pattern=TOPIC_PATTERN, description="no wildcards, no edge '/'")
+    keepalive: int = Field(30, ge=1, le=65535, description="seconds")
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(60.0, gt=0)
+    max_inflight: int = Field(20, ge=1, le=65535)
+    status_interval_s: float = Field(30.0, gt=0)
+
+    _device_id: str = PrivateAttr(default="")  # set by Config, for effective_client_id
+
+    @model_validator(mode="after")
+    def _backoff(self) -> MqttConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise _rule(("reconnect_max_s",), f"must be >= reconnect_min_s ({self.reconnect_min_s})")
+        return self
+
+    @property
+    def effective_client_id(self) -> str:
+        return self.client_id or f"pdm-agent-{self._device_id or 'unnamed'}"
+
+    def password(self) -> Optional[str]:
+        """The broker password from `password_file` (environment variables expanded, so
+        `${CREDENTIALS_DIRECTORY}/x` works), else the systemd credential `mqtt-password`,
+        else None. Read when connecting, so a rotated secret is picked up on reconnect."""
+        if self.password_file is not None:
+            path = Path(os.path.expandvars(os.path.expanduser(str(self.password_file))))
+        elif os.environ.get("CREDENTIALS_DIRECTORY"):
+            path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+            if not path.is_file():
+                return None
+        else:
+            return None
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+def _state_dir() -> Path:
+    # systemd's StateDirectory= may list several directories, colon-separated: the first is ours.
+    env = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(env or DEFAULT_STATE_DIR)
+
+
+class StorageConfig(Section):
+    dir: Path = Field(
+        default_factory=_state_dir,
+        description="outbox and learned state; default $STATE_DIRECTORY, else /var/lib/pdm-agent",
+        json_schema_extra={"default": DEFAULT_STATE_DIR},
+    )
+    max_outbox_mb: float = Field(64, gt=0, description="disk bound for messages buffered while offline")
+
+
+class WindowConfig(Section):
+    size: int = Field(4096, ge=64, description="samples per analysis window")
+    hop: Optional[int] = Field(None, ge=1, description="samples between window starts; default = size")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_hop(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("hop") is None:
+            size = data.get("size", 4096)
+            if isinstance(size, int) and not isinstance(size, bool):
+                data = {**data, "hop": size}
+        return data
+
+    @model_validator(mode="after")
+    def _hop_within(self) -> WindowConfig:
+        if self.hop is not None and self.hop > self.size:
+            raise _rule(("hop",), f"must be <= size ({self.size}); windows would skip samples")
+        return self
+
+
+class SimulatorConfig(Section):
+    rpm: float = Field(1780, gt=0, description="shaft speed")
+    fault: Optional[Literal["outer-race", "inner-race", "imbalance", "overheat"]] = None
+    fault_at: float = Field(120.0, ge=0, description="seconds after start when the fault begins")
+    seed: int = 0
+
+
+class DetectorConfig(Section):
+    learn_seconds: float = Field(3600, gt=0, description="healthy baseline learned before alerting")
+    type: str = Field("auto", min_length=1, description="detector name from the registry, or auto")
+    adapt_half_life_s: Optional[float] = Field(86400.0, gt=0, description="slow adaptation; null = freeze")
+    params: dict[str, Scalar] = Field(default_factory=dict, description="detector-specific settings")
+    bundle: Optional[Path] = Field(None, description="signed model bundle to load instead of learning")
+
+
+class AlertsConfig(Section):
+    warning: float = Field(0.5, gt=0, le=1, description="score threshold for a warning")
+    alarm: float = Field(0.9, gt=0, le=1, description="score threshold for an alarm")
+    debounce_n: int = Field(3, ge=1, description="raise when n of the last m scores cross")
+    debounce_m: int = Field(5, ge=1)
+    hysteresis: float = Field(0.1, ge=0, description="clear only below threshold - hysteresis")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AlertsConfig:
+        if self.warning >= self.alarm:
+            raise _rule(("warning",), f"must be < alarm ({self.alarm})")
+        if self.debounce_n > self.debounce_m:
+            raise _rule(("debounce_n",), f"must be <= debounce_m ({self.debounce_m})")
+        if self.hysteresis >= self.warning:
+            raise _rule(("hysteresis",), f"must be < warning ({self.warning}), or alerts could never clear")
+        return self
+
+
+Band = tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(gt=0)]]
+
+
+class SensorConfig(Section):
+    name: Name
+    port: Optional[str] = Field(None, min_length=1, description="device path or pyserial URL; none for sim")
+    baudrate: int = Field(115200, gt=0)
+    protocol: Literal["lines", "frames", "modbus", "sim"] = Field("lines", validate_default=True)
+    sample_rate: float = Field(1000, gt=0, description="Hz")
+    channels: list[Name] = Field(default_factory=lambda: ["ax", "ay", "az", "temp"], min_length=1)
+    temperature_channels: list[str] = Field(
+        default_factory=list, description="default: the channels named temp or temp*"
+    )
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    bands: list[Band] = Field(
+        default_factory=list, description="[lo, hi] Hz; default: standard bands clipped to Nyquist"
+    )
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    preset: Optional[str] = Field(None, description="modbus: device model, e.g. qm30vt2")
+    slave_id: int = Field(1, ge=1, le=247, description="modbus unit id")
+    poll_interval: float = Field(1.0, gt=0, description="modbus: seconds between polls")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_siblings(cls, data: Any) -> Any:
+        """Fill defaults that depend on other keys, only when the operator left them out."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        channels = data.get("channels", ["ax", "ay", "az", "temp"])
+        if data.get("temperature_channels") is None and isinstance(channels, list):
+            temps = [c for c in channels if isinstance(c, str) and c.startswith("temp")]
+            data["temperature_channels"] = temps
+        rate = data.get("sample_rate", 1000)
+        if data.get("bands") is None and isinstance(rate, (int, float)) and rate > 0:
+            # Default bands are clipped to Nyquist: a default must never be an error.
+            nyquist = rate / 2
+            data["bands"] = [[lo, min(hi, nyquist)] for lo, hi in DEFAULT_BANDS if lo < nyquist]
+        return data
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, channels: list[str]) -> list[str]:
+        seen = set()
+        for i, c in enumerate(channels):
+            if c in seen:
+                raise _rule((i,), f"duplicate channel '{c}'")
+            seen.add(c)
+        return channels
+
+    @field_validator("temperature_channels")
+    @classmethod
+    def _subset(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        channels = info.data.get("channels")
+        for i, c in enumerate(names):
+            if channels is not None and c not in channels:
+                raise _rule((i,), f"'{c}' is not one of channels {channels}")
+        return names
+
+    @field_validator("bands")
+    @classmethod
+    def _below_nyquist(cls, bands: list[tuple[float, float]], info: ValidationInfo) -> list:
+        # A field validator (not a model one) so these are reported along with unrelated errors.
+        nyquist = info.data["sample_rate"] / 2 if "sample_rate" in info.data else float("inf")
+        for i, (lo, hi) in enumerate(bands):
+            if lo >= hi:
+                raise _rule((i,), f"band {i} [{lo:g}, {hi:g}] Hz: lo must be < hi")
+            if hi > nyquist:
+                raise _rule(
+                    (i,), f"band {i} [{lo:g}, {hi:g}] Hz: hi must be <= sample_rate/2 = {nyquist:g} Hz"
+                )
+        return bands
+
+    @field_validator("protocol")
+    @classmethod
+    def _port_needed(cls, protocol: str, info: ValidationInfo) -> str:
+        if protocol != "sim" and info.data.get("port", "") is None:
+            raise _rule(("..", "port"), f"required for protocol '{protocol}' (only 'sim' needs no port)")
+        return protocol
+
+
+class AggregatesConfig(Section):
+    interval: float = Field(60, gt=0, description="seconds per published aggregate")
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = Field(
+        "auto", description="auto = console on a TTY, else JSON"
+    )
+
+
+class ModelsConfig(Section):
+    trusted_keys: list[Path] = Field(default_factory=list, description="Ed25519 public keys for bundles")
+
+
+class Config(Section):
+    """The whole configuration file."""
+
+    device: DeviceConfig
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    sensors: list[SensorConfig] = Field(min_length=1)
+    aggregates: AggregatesConfig = Field(default_factory=AggregatesConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+
+    @model_validator(mode="after")
+    def _across_sensors(self) -> Config:
+        first: dict[str, int] = {}
+        for i, sensor in enumerate(self.sensors):
+            if sensor.name in first:
+                where = f"sensors[{first[sensor.name]}]"
+                raise _rule(("sensors", i, "name"), f"duplicate sensor name '{sensor.name}' (also {where})")
+            first[sensor.name] = i
+            if sensor.detector.bundle is not None and not self.models.trusted_keys:
+                raise _rule(
+                    ("sensors", i, "detector", "bundle"),
+                    "bundles are verified before loading: list their public keys in models.trusted_keys",
+                )
+        self.mqtt._device_id = self.device.id
+        return self
+
+
+# --- loading: YAML text -> Config, with every error located in the source ----------------------
+
+
+def _line_map(node: yaml.Node, path: tuple, lines: dict, dups: list, active: set) -> None:
+    """Record the 1-based source line of every key path under `node`; note duplicate keys."""
+    if id(node) in active:  # a recursive alias
+        return
+    active.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: explicit keys win
+                merged: dict = {}
+                for sub in value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]:
+                    _line_map(sub, path, merged, [], active)
+                for p, line in merged.items():
+                    lines.setdefault(p, line)
+                continue
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                dups.append((path + (key,), f"duplicate key '{key}' (first at line {seen[key]})", line))
+            seen.setdefault(key, line)
+            lines[path + (key,)] = line
+            _line_map(value_node, path + (key,), lines, dups, active)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[path + (i,)] = item.start_mark.line + 1
+            _line_map(item, path + (i,), lines, dups, active)
+    active.discard(id(node))
+
+
+def _format_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":
+            out += " (key)"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
+    """The model class that validates the mapping at `loc`, to suggest its keys."""
+    ann: Any = Config
+    for part in loc:
+        ann = _unwrap(ann, part)
+        if ann is None:
+            return None
+    ann = _unwrap(ann, None)
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _unwrap(ann: Any, part: Any) -> Any:
+    origin = typing.get_origin(ann)
+    if origin is Union or type(ann).__name__ == "UnionType":
+        models = [a for a in typing.get_args(ann) if a is not type(None)]
+        ann = models[0] if len(models) == 1 else None
+        origin = typing.get_origin(ann)
+    if part is None:
+        return ann
+    if isinstance(part, int) and origin is list:
+        return typing.get_args(ann)[0]
+    if isinstance(ann, type) and issubclass(ann, BaseModel) and part in ann.model_fields:
+        return ann.model_fields[part].annotation
+    return None
+
+
+def _message(err: dict, loc: tuple) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        if key == "password":
+            return (
+                "inline passwords are not allowed: put it in a file and set password_file, "
+                "or pass it as the systemd credential 'mqtt-password' ($CREDENTIALS_DIRECTORY)"
+            )
+        model = _model_at(loc[:-1])
+        known = list(model.model_fields) if model else []
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        if close:
+            return f"unknown key '{key}'; did you mean '{close[0]}'?"
+        return f"unknown key '{key}'" + (f"; valid keys: {', '.join(known)}" if known else "")
+    if kind == "missing":
+        return "required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        msg = PATTERN_WORDS.get(err.get("ctx", {}).get("pattern"), msg)
+    value = err.get("input")
+    if kind != "config_rule" and isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 40:
+        msg += f"; got {value!r}"
+    return msg
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1 timestamps: no config value is a date, and `id: 2024-01-01`
+    should stay the string the operator wrote (and `2024-13-45` not crash the parser)."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    """Validate YAML `text`; `source` is the file name used in error messages.
+
+    Raises
+    ------
+    ConfigError
+        With every problem found, each as `path.to.key: message (SOURCE:LINE)`.
+
+    >>> parse_config("device: {id: gw1}\\nsensors: []\\nmqtt: {prot: 1883}", "c.yaml")
+    Traceback (most recent call last):
+    ...
+    agent.config.ConfigError: sensors: List should have at least 1 item after validation, not 0 (c.yaml:2)
+    mqtt.prot: unknown key 'prot'; did you mean 'port'? (c.yaml:3)
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        detail = str(exc.problem or exc.context)
+        if exc.context and exc.problem and exc.context_mark:
+            detail += f" ({exc.context} started at line {exc.context_mark.line + 1})"
+            if exc.problem.startswith("but "):  # the composer words its message the other way round
+                detail = f"{exc.context}, {exc.problem}"
+        raise ConfigError([f"{where}: YAML syntax error: {detail}"]) from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise ConfigError([f"{source}: YAML error: {exc}"]) from None
+    finally:
+        loader.dispose()
+
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        line = node.start_mark.line + 1
+        msg = "must be a mapping of sections (device, mqtt, sensors, ...)"
+        raise ConfigError([f"(top level): {msg} ({source}:{line})"])
+
+    lines: dict = {(): 1}
+    found: list[tuple[tuple, str, int]] = []
+    if node is not None:
+        _line_map(node, (), lines, found, set())
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        config = None
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            if err["type"] == "config_rule":
+                for part in err.get("ctx", {}).get("at", ()):
+                    loc = loc[:-1] if part == ".." else loc + (part,)
+            key = loc
+            while key not in lines:
+                key = key[:-1]
+            found.append((loc, _message(err, loc), lines[key]))
+    if found:
+        found.sort(key=lambda f: f[2])
+        raise ConfigError([f"{_format_path(loc)}: {msg} ({source}:{line})" for loc, msg, line in found])
+    return config
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read and validate the YAML file at `path` (see `parse_config`)."""
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError([f"{source}: no such file (set --config or $PDM_AGENT_CONFIG)"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{source}: is a directory, expected a YAML file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{source}: not UTF-8 text (byte {exc.start})"]) from None
+    return parse_config(text, source)
+
+
+def json_schema() -> dict:
+    """JSON Schema of the config file, for editors' YAML language servers.
+
+    >>> "sensors" in json_schema()["properties"]
+    True
+    """
+    schema = Config.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "pdm-agent configuration", **{
+        k: v for k, v in schema.items() if k != "title"
+    }}
+
+
+def default_config_path() -> str:
+    """`$PDM_AGENT_CONFIG`, else the system config when it exists, else ./config.yaml (SPEC 3)."""
+    env = os.environ.get("PDM_AGENT_CONFIG")
+    if env:
+        return env
+    if os.path.exists(SYSTEM_CONFIG_PATH):
+        return SYSTEM_CONFIG_PATH
+    return "./config.yaml"
