@@ -1,0 +1,290 @@
+"""MQTT publisher: drains the outbox to the broker, QoS 1, acking rows on PUBACK.
+
+Decisions
+    * MQTT 3.1.1: every broker a plant runs speaks it (older Mosquitto, EMQX, HiveMQ,
+      cloud IoT hubs), and nothing we publish needs a v5 feature.
+    * Clean session: the outbox, not the MQTT session, owns re-delivery. A broker-side
+      session would only hold subscriptions we do not have, and paho's in-memory session
+      dies with the process anyway. For the same reason paho's own resend queue is emptied
+      on every connect (``drop_out_messages``) and ``max_queued_messages`` is bounded: the
+      rows in flight go back to ``ready`` and are sent again from the oldest, which keeps
+      first deliveries in order per sensor (duplicates are allowed; payloads carry an id).
+    * A window of ``max_inflight`` unacked rows paces a long backlog and bounds memory.
+    * All publishing (rows, periodic status) happens in one drain thread; paho's network
+      thread only records PUBACKs and connection state. PUBACKs are committed to the
+      outbox in batches by the drain thread, off the network thread.
+
+Topics: ``P/D/status`` (retained, QoS 1; Last Will ``"offline"``), rows on their own topic.
+
+Examples
+--------
+>>> Publisher.join_topic("pdm", "gw-1", "pump1", "alert")
+'pdm/gw-1/pump1/alert'
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from agent.outbox import Outbox
+from agent.records import iso_utc
+
+IDLE_POLL_S = 0.2  # how soon a row put by the pipeline is noticed when nothing else wakes us
+
+
+class Publisher:
+    """Publishes outbox rows and the device status to one broker, reconnecting forever.
+
+    The agent must run without a broker: `start` never blocks on the network; rows wait
+    in the outbox and one log line per state change says so.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        topic_prefix: str,
+        device_id: str,
+        outbox: Outbox,
+        health: Callable[[], dict],
+        version: str,
+        keepalive: int = 30,
+        username: str | None = None,
+        password: str | None = None,
+        tls: dict | None = None,
+        reconnect_min_s: float = 1,
+        reconnect_max_s: float = 60,
+        max_inflight: int = 20,
+        status_interval_s: float = 30,
+        log=None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.topic_prefix = topic_prefix
+        self.device_id = device_id
+        self.outbox = outbox
+        self.health = health
+        self.version = version
+        self.keepalive = keepalive
+        self.max_inflight = max(1, int(max_inflight))
+        self.status_interval_s = status_interval_s
+        self.log = log if log is not None else structlog.get_logger("pdm-agent.publisher")
+
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        if tls:
+            self._configure_tls(tls)
+        self._client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)
+        self._client.max_inflight_messages_set(self.max_inflight)
+        # Room for the window plus a few status messages; beyond that publish() refuses
+        # rather than growing paho's memory queue (the outbox is the queue).
+        self._client.max_queued_messages_set(self.max_inflight + 4)
+        self._client.on_pre_connect = self._on_pre_connect
+        self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+
+        self._cond = threading.Condition()  # guards _acked_mids, _connected, _status_due
+        self._acked_mids: list[int] = []
+        self._connected = False
+        self._status_due = False
+        # Held while publishing rows and while resetting on connect, never inside paho
+        # callbacks that run under paho's message lock (on_publish), to avoid a lock cycle.
+        self._send_lock = threading.Lock()
+        self._sent: dict[int, int] = {}  # paho mid -> outbox row id, rows awaiting PUBACK
+        self._link_state: str | None = None  # "up" | "down", for one log line per change
+        self._stopping = threading.Event()
+        self._drain_thread: threading.Thread | None = None
+        self.published = 0  # rows acked by the broker since start (a progress counter)
+        self.last_ack_ts: float | None = None
+
+    # -- public API ------------------------------------------------------------------
+
+    @staticmethod
+    def join_topic(prefix: str, device: str, *parts: str) -> str:
+        return "/".join([prefix, device, *parts])
+
+    def topic(self, *parts: str) -> str:
+        """``prefix/device/parts...``."""
+        return self.join_topic(self.topic_prefix, self.device_id, *parts)
+
+    @property
+    def connected(self) -> bool:
+        with self._cond:
+            return self._connected
+
+    def start(self) -> None:
+        """Connect in the background and start draining; returns at once."""
+        self._stopping.clear()
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive)
+        self._client.loop_start()
+        self._drain_thread = threading.Thread(target=self._drain_loop, name="mqtt-drain", daemon=True)
+        self._drain_thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say offline (retained), disconnect cleanly and stop; unacked rows stay in the outbox."""
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._drain_thread is not None:
+            self._drain_thread.join(timeout)
+        if self.connected:
+            info = self._publish_status("offline")
+            try:
+                info.wait_for_publish(max(0.1, min(2.0, deadline - time.monotonic())))
+            except (RuntimeError, ValueError):
+                pass  # connection lost meanwhile: the broker sends our Will instead
+        # The graceful DISCONNECT tells the broker not to send the Will: we said offline.
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._client.drop_out_messages()
+        with self._send_lock:
+            self._commit_acks()
+            self._sent.clear()
+        self.outbox.requeue_inflight()
+        with self._cond:
+            self._connected = False
+
+    # -- status ----------------------------------------------------------------------
+
+    def _status_payload(self, state: str) -> bytes:
+        body = {"state": state, "version": self.version, "ts": iso_utc(time.time())}
+        if state == "online":
+            try:
+                body.update(self.health())
+            except Exception as exc:  # noqa: BLE001 - a broken health probe must not stop publishing
+                body["health_error"] = repr(exc)
+        return json.dumps(body, separators=(",", ":"), default=str).encode()
+
+    def _publish_status(self, state: str) -> mqtt.MQTTMessageInfo:
+        return self._client.publish(self.topic("status"), self._status_payload(state), qos=1, retain=True)
+
+    # -- paho callbacks (network thread) ---------------------------------------------
+
+    def _on_pre_connect(self, client, userdata) -> None:
+        # Re-armed before every attempt so the Will's ts is the time of this connection.
+        client.will_set(self.topic("status"), self._status_payload("offline"), qos=1, retain=True)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._link_down(f"refused: {reason_code}")
+            return
+        with self._send_lock:
+            # Rows sent on the last connection may or may not have arrived: forget paho's
+            # copies and resend from the oldest row, so order per sensor holds.
+            client.drop_out_messages()
+            self._commit_acks()
+            self._sent.clear()
+            requeued = self.outbox.requeue_inflight()
+            with self._cond:
+                self._connected = True
+                self._status_due = True
+                self._cond.notify_all()
+        if self._link_state != "up":
+            self._link_state = "up"
+            self.log.info("broker connected", broker=f"{self.host}:{self.port}",
+                          pending=self.outbox.pending(), resending=requeued)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._link_down("connection failed")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._stopping.is_set():
+            with self._cond:
+                self._connected = False
+            return
+        self._link_down(str(reason_code))
+
+    def _link_down(self, reason: str) -> None:
+        with self._cond:
+            self._connected = False
+        if self._link_state != "down":
+            self._link_state = "down"
+            pending = self.outbox.pending()
+            self.log.warning(f"broker unreachable, buffering in outbox ({pending} pending)",
+                             broker=f"{self.host}:{self.port}", reason=reason, pending=pending)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # Runs under paho's message lock: record and wake, nothing more.
+        with self._cond:
+            self._acked_mids.append(mid)
+            self._cond.notify_all()
+
+    # -- drain thread ----------------------------------------------------------------
+
+    def _commit_acks(self) -> None:
+        """Delete rows whose PUBACK arrived (call with _send_lock held)."""
+        with self._cond:
+            mids, self._acked_mids = self._acked_mids, []
+        # A mid not in _sent is a status message or a row from a dropped connection.
+        rows = [self._sent.pop(mid) for mid in mids if mid in self._sent]
+        if rows:
+            self.outbox.ack(rows)
+            self.published += len(rows)
+            self.last_ack_ts = time.time()
+
+    def _drain_loop(self) -> None:
+        next_status = 0.0
+        while not self._stopping.is_set():
+            with self._cond:
+                self._cond.wait(IDLE_POLL_S)
+                connected, status_due = self._connected, self._status_due
+                self._status_due = False
+            try:
+                with self._send_lock:
+                    self._commit_acks()
+                if not connected or self._stopping.is_set():
+                    continue
+                now = time.monotonic()
+                if status_due or now >= next_status:
+                    self._publish_status("online")
+                    next_status = now + self.status_interval_s
+                self._send_window()
+            except Exception:  # noqa: BLE001 - keep draining; the outbox still holds everything
+                self.log.exception("publisher drain error")
+                time.sleep(IDLE_POLL_S)
+
+    def _send_window(self) -> None:
+        """Publish the oldest ready rows until `max_inflight` await PUBACK."""
+        with self._send_lock:
+            free = self.max_inflight - len(self._sent)
+            if free <= 0 or not self.connected:
+                return
+            for msg in self.outbox.claim(free):
+                info = self._client.publish(msg.topic, msg.payload, qos=1)
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    # Lost the connection (or paho's queue is full): the claimed rows stay
+                    # in flight and are requeued on the next connect.
+                    return
+                self._sent[info.mid] = msg.id
+
+    def _configure_tls(self, tls: dict) -> None:
+        self._client.tls_set(
+            ca_certs=tls.get("ca_file"),
+            certfile=tls.get("cert_file"),
+            keyfile=tls.get("key_file"),
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+        if tls.get("insecure"):
+            # Skips the host name check only (self-signed lab brokers); the chain is still verified.
+            self._client.tls_insecure_set(True)
