@@ -1,0 +1,179 @@
+"""`pdm-agent` command line. Exit codes: 0 success, 1 runtime failure, 2 invalid usage/config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+
+from agent import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE",
+        help="config file (default: $PDM_AGENT_CONFIG, else /etc/pdm-agent/config.yaml, else ./config.yaml)",
+    )
+
+
+def _config_path(args) -> str:
+    from agent.config import default_config_path
+
+    return args.config or default_config_path()
+
+
+def cmd_run(args) -> int:
+    from agent import logs
+    from agent.config import ConfigError, load_config
+    from agent.service import Service
+
+    path = _config_path(args)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    logs.configure(cfg.logging.level, cfg.logging.format)
+    log = logs.get()
+    service = Service(path, log)
+    service.install_signals()
+    pidfile = os.path.join(str(cfg.storage.dir), "pdm-agent.pid")
+    try:
+        return _run_pid(service, pidfile)
+    except Exception:
+        log.exception("agent failed")
+        return EXIT_FAIL
+
+
+def _run_pid(service, pidfile: str) -> int:
+    os.makedirs(os.path.dirname(pidfile), exist_ok=True)
+    with open(pidfile, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        return service.run()
+    finally:
+        try:
+            os.unlink(pidfile)
+        except OSError:
+            pass
+
+
+def cmd_config_check(args) -> int:
+    from agent.config import ConfigError, load_config
+
+    path = _config_path(args)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{path}: OK ({len(cfg.sensors)} sensor{'s' if len(cfg.sensors) != 1 else ''}, device {cfg.device.id})")
+    return EXIT_OK
+
+
+def cmd_config_schema(args) -> int:
+    from agent.config import json_schema
+
+    json.dump(json_schema(), sys.stdout, indent=2)
+    print()
+    return EXIT_OK
+
+
+def cmd_config_edit(args) -> int:
+    """visudo for config.yaml: edit a copy, validate, replace atomically, then reload the agent."""
+    from agent.config import ConfigError, load_config
+
+    path = os.path.abspath(_config_path(args))
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    directory = os.path.dirname(path)
+    with open(path, "rb") as f:
+        original = f.read()
+    fd, tmp = tempfile.mkstemp(prefix=".config-edit-", suffix=".yaml", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(original)
+        while True:
+            if subprocess.call([*shlex.split(editor), tmp]) != 0:
+                print(f"{editor} failed; {path} left unchanged", file=sys.stderr)
+                return EXIT_FAIL
+            try:
+                cfg = load_config(tmp)
+                break
+            except ConfigError as exc:
+                print(str(exc).replace(tmp, path), file=sys.stderr)
+                if not sys.stdin.isatty() or input("Edit again? [Y/n] ").strip().lower() == "n":
+                    print(f"{path} left unchanged", file=sys.stderr)
+                    return EXIT_USAGE
+        with open(tmp, "rb") as f:
+            edited = f.read()
+        if edited == original:
+            print(f"{path}: no changes")
+            return EXIT_OK
+        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        os.replace(tmp, path)  # atomic: a running agent never sees a half-written file
+        print(f"{path}: saved")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    pidfile = os.path.join(str(cfg.storage.dir), "pdm-agent.pid")
+    try:
+        with open(pidfile) as f:
+            os.kill(int(f.read().strip()), signal.SIGHUP)
+        print("running agent asked to reload")
+    except (OSError, ValueError):
+        print("no running agent found; the new config applies at next start")
+    return EXIT_OK
+
+
+def cmd_simulate(args) -> int:
+    from drivers.pty_server import main
+
+    return main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pdm-agent", description="On-device predictive-maintenance agent.")
+    parser.add_argument("--version", action="version", version=f"pdm-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run the agent (the daemon)")
+    _config_arg(p)
+    p.set_defaults(func=cmd_run)
+
+    pc = sub.add_parser("config", help="check, edit or describe the configuration")
+    csub = pc.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    p = csub.add_parser("check", help="validate a config file; every error as path: message (FILE:LINE)")
+    _config_arg(p)
+    p.set_defaults(func=cmd_config_check)
+    p = csub.add_parser("schema", help="print the JSON Schema of the config")
+    p.set_defaults(func=cmd_config_schema)
+    p = csub.add_parser("edit", help="edit in $EDITOR, validate, replace atomically, reload the agent")
+    _config_arg(p)
+    p.set_defaults(func=cmd_config_edit)
+
+    from drivers.pty_server import add_arguments
+
+    p = sub.add_parser("simulate", help="a simulated machine behind a real pseudo-terminal")
+    add_arguments(p)
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Per-sensor pipeline: frames -> windows -> features -> detector -> alert policy; aggregator.
+
+Data flows one way. `process(frame)` runs the waveform front end (windowing and feature
+extraction) and hands every feature vector to `handle(vector)`, which scores it, applies
+the alert policy and feeds the aggregator. Replay of pre-computed, low-rate records enters
+at `handle()` directly, so live and offline runs share everything after the features.
+Everything produced leaves through `emit` (the outbox, or a CSV writer in replay).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from agent.aggregates import Aggregator
+from agent.features import FeatureSpec, extract
+from agent.policy import AlertPolicy, PolicyConfig
+from agent.records import Aggregate, Alert, FeatureVector, Frame, Score
+from agent.windowing import Windower
+
+Emit = Callable[[Alert | Aggregate], None]
+
+
+def build_model(detector_cfg):
+    """The streaming model (detector + calibration) a sensor's `detector:` section asks for."""
+    from models.registry import create
+    from models.streaming import StreamingModel
+
+    detector = create(detector_cfg.type, **dict(detector_cfg.params))
+    return StreamingModel(
+        detector,
+        learn_seconds=detector_cfg.learn_seconds,
+        adapt_half_life_s=detector_cfg.adapt_half_life_s,
+    )
+
+
+@dataclass
+class SensorStats:
+    frames: int = 0
+    samples: int = 0
+    windows: int = 0
+    alerts: int = 0
+    last_score: float | None = None
+    last_window_ts: float | None = None
+
+
+class SensorPipeline:
+    def __init__(self, *, device: str, sensor_cfg, aggregate_interval: float, emit: Emit, model=None, log=None) -> None:
+        self.device = device
+        self.sensor = sensor_cfg.name
+        self.cfg = sensor_cfg
+        self.rate = float(sensor_cfg.sample_rate)
+        channels = tuple(sensor_cfg.channels)
+        self.spec = FeatureSpec(
+            rate=self.rate,
+            channels=channels,
+            temperature_channels=tuple(sensor_cfg.temperature_channels),
+            bands=tuple(tuple(b) for b in sensor_cfg.bands),
+        )
+        size = sensor_cfg.window.size
+        self.hop = sensor_cfg.window.hop or size
+        self.size = size
+        self.windower = Windower(size, self.hop, len(channels))
+        self.model = model if model is not None else build_model(sensor_cfg.detector)
+        a = sensor_cfg.alerts
+        self.policy = AlertPolicy(
+            PolicyConfig(a.warning, a.alarm, a.debounce_n, a.debounce_m, a.hysteresis),
+            device=device, sensor=self.sensor,
+        )
+        self.aggregator = Aggregator(device, self.sensor, aggregate_interval)
+        self.emit = emit
+        self.log = log
+        self.stats = SensorStats()
+        self._samples_in = 0
+        self._last_log = 0.0
+
+    # -- waveform front end -------------------------------------------------------------
+    def process(self, frame: Frame) -> None:
+        k = len(frame.samples)
+        self.stats.frames += 1
+        self.stats.samples += k
+        self._samples_in += k
+        windows = self.windower.push(frame.samples)
+        for window in windows:
+            # The j-th window overall ends at sample size + j*hop; date it from the frame's end.
+            end = self.size + self.stats.windows * self.hop
+            ts = frame.t_end - (self._samples_in - end) / self.rate
+            self.stats.windows += 1
+            self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec)))
+
+    # -- everything after the features --------------------------------------------------
+    def handle(self, vector: FeatureVector) -> Score:
+        value, ready, reason = self.model.update(vector.values, vector.ts)
+        score = Score(self.sensor, vector.ts, value, ready, self.model_name, tuple(reason))
+        self.stats.last_score = value
+        self.stats.last_window_ts = vector.ts
+        self._show(vector, score)
+        alert = self.policy.update(score)
+        if alert is not None:
+            self.stats.alerts += 1
+            if self.log:
+                self.log.warning(
+                    "alert", sensor=self.sensor, level=alert.level, score=round(alert.score, 3),
+                    threshold=alert.threshold,
+                    reason=", ".join(f"{f}={v:.4g}" for f, v, _ in alert.reason),
+                )
+            self.emit(alert)
+        aggregate = self.aggregator.add(vector, value)
+        if aggregate is not None:
+            self.emit(aggregate)
+        return score
+
+    def tick(self, now: float) -> None:
+        aggregate = self.aggregator.flush(now)
+        if aggregate is not None:
+            self.emit(aggregate)
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.model.name}@{self.model.version}"
+
+    def _show(self, vector: FeatureVector, score: Score) -> None:
+        """One line per second per sensor: what an operator watching the terminal wants."""
+        now = time.monotonic()
+        if not self.log or now - self._last_log < 1.0:
+            return
+        self._last_log = now
+        v = vector.values
+        shown = {
+            k.replace(".", "_"): round(val, 3)
+            for k, val in v.items()
+            if k.endswith(("velocity_rms_mm_s", "kurtosis", "mean_c"))
+        }
+        state = "ready" if score.ready else "learning"
+        self.log.info("window", sensor=self.sensor, score=round(score.value, 3), baseline=state, **shown)
+
+    # -- learned state survives restarts ------------------------------------------------
+    def state_path(self, storage_dir: str) -> str:
+        return os.path.join(storage_dir, "models", f"{self.sensor}.json")
+
+    def save_state(self, storage_dir: str) -> None:
+        path = self.state_path(storage_dir)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"features": list(self.spec_names()), "model": self.model.state()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def load_state(self, storage_dir: str) -> bool:
+        from models.streaming import StreamingModel
+
+        path = self.state_path(storage_dir)
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError) as exc:
+            if self.log:
+                self.log.warning("saved model state unreadable; learning anew", path=path, error=str(exc))
+            return False
+        if saved.get("features") != list(self.spec_names()):
+            if self.log:
+                self.log.info("feature set changed; learning a new baseline", sensor=self.sensor)
+            return False
+        try:
+            self.model = StreamingModel.from_state(saved["model"])
+        except Exception as exc:  # a corrupt state file must not stop the sensor
+            if self.log:
+                self.log.warning("saved model state invalid; learning anew", path=path, error=str(exc))
+            return False
+        return True
+
+    def spec_names(self):
+        from agent.features import feature_names
+
+        return feature_names(self.spec)

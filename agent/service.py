@@ -1,0 +1,269 @@
+"""The daemon: builds everything from the config, runs it, stops it in order.
+
+Start order is the Telegraf one: outbox, publisher, pipelines, then sources; stop is the
+reverse, so nothing produced is left without somewhere to go. Signal handlers only set
+flags; the main loop turns them into a reload or a stop. The systemd watchdog is fed only
+while every sensor worker and the publisher make progress.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+from agent import __version__
+from agent.config import Config, ConfigError, load_config
+from agent.health import CpuMeter, rss_mib
+from agent.outbox import Outbox
+from agent.pipeline import SensorPipeline
+from agent.publisher import Publisher
+from agent.records import Aggregate, Alert
+from agent.systemd import Notifier
+
+STALL_S = 30.0  # a stage silent this long is stalled: the watchdog is no longer fed
+SAVE_EVERY_S = 300.0  # learned baselines are checkpointed this often (and at stop)
+
+
+class SensorWorker:
+    """One thread per sensor: read a frame, run the pipeline, repeat. A failing sensor
+    never takes the others down, and its errors are logged, not raised."""
+
+    def __init__(self, cfg, pipeline: SensorPipeline, log) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline
+        self.log = log
+        self.source = None
+        self.error: str | None = None
+        self.beat = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sensor-{cfg.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        if self.source is not None:
+            self.source.close()
+
+    @property
+    def online(self) -> bool:
+        return self.source is not None and self.source.online
+
+    def _run(self) -> None:
+        from drivers.sources import open_source
+
+        try:
+            self.source = open_source(self.cfg, log=self.log)
+        except Exception as exc:  # e.g. a protocol this build does not have
+            self.error = str(exc)
+            self.log.error("sensor cannot start", sensor=self.cfg.name, error=self.error)
+            while not self._stop.wait(1.0):
+                self.beat = time.monotonic()
+            return
+        failures = 0
+        while not self._stop.is_set():
+            self.beat = time.monotonic()
+            try:
+                frame = self.source.read()
+                if frame is not None:
+                    self.pipeline.process(frame)
+                self.pipeline.tick(time.time())
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                self.error = repr(exc)
+                if failures <= 3 or failures % 100 == 0:
+                    self.log.exception("sensor pipeline error", sensor=self.cfg.name, failures=failures)
+                self._stop.wait(min(5.0, 0.1 * failures))
+
+
+class Service:
+    def __init__(self, config_path: str, log) -> None:
+        self.config_path = config_path
+        self.log = log
+        self.cfg: Config = load_config(config_path)
+        self.notifier = Notifier()
+        self.started = time.time()
+        self.cpu = CpuMeter()
+        self._cpu_share = 0.0
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.workers: dict[str, SensorWorker] = {}
+        self.outbox: Outbox | None = None
+        self.publisher: Publisher | None = None
+
+    # -- signals: set a flag, nothing more -------------------------------------------------
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- building ------------------------------------------------------------------------
+    @property
+    def storage_dir(self) -> str:
+        return str(self.cfg.storage.dir)
+
+    def _topic(self, *parts: str) -> str:
+        return "/".join([self.cfg.mqtt.topic_prefix, self.cfg.device.id, *parts])
+
+    def _emit(self, record: Alert | Aggregate) -> None:
+        kind = "alert" if isinstance(record, Alert) else "aggregate"
+        payload = json.dumps(record.payload(), separators=(",", ":")).encode()
+        self.outbox.put(self._topic(record.sensor, kind), payload, kind, record.sensor)
+
+    def _make_publisher(self) -> Publisher:
+        m = self.cfg.mqtt
+        return Publisher(
+            host=m.host, port=m.port, client_id=m.effective_client_id,
+            topic_prefix=m.topic_prefix, device_id=self.cfg.device.id, keepalive=m.keepalive,
+            username=m.username, password=m.password(),
+            tls={k: (str(v) if v is not None and k != 'insecure' else v) for k, v in m.tls.model_dump().items()} if m.tls else None,
+            reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
+            max_inflight=m.max_inflight, status_interval_s=m.status_interval_s,
+            outbox=self.outbox, health=self.health, version=__version__, log=self.log,
+        )
+
+    def _make_worker(self, sensor_cfg) -> SensorWorker:
+        pipeline = SensorPipeline(
+            device=self.cfg.device.id, sensor_cfg=sensor_cfg,
+            aggregate_interval=self.cfg.aggregates.interval, emit=self._emit, log=self.log,
+        )
+        if pipeline.load_state(self.storage_dir):
+            self.log.info("learned baseline restored", sensor=sensor_cfg.name, model=pipeline.model_name)
+        return SensorWorker(sensor_cfg, pipeline, self.log)
+
+    def start(self) -> None:
+        os.makedirs(self.storage_dir, exist_ok=True)
+        self.outbox = Outbox(os.path.join(self.storage_dir, "outbox.sqlite"), self.cfg.storage.max_outbox_mb * 2**20)
+        pending = self.outbox.depth()
+        self.log.info("outbox open", path=self.outbox.path if hasattr(self.outbox, "path") else self.storage_dir, **pending)
+        self.publisher = self._make_publisher()
+        self.publisher.start()
+        for sensor_cfg in self.cfg.sensors:
+            self._start_worker(sensor_cfg)
+        self.notifier.ready(self.summary())
+        self.log.info("agent running", version=__version__, device=self.cfg.device.id,
+                      sensors=[s.name for s in self.cfg.sensors],
+                      broker=f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}")
+
+    def _start_worker(self, sensor_cfg) -> None:
+        worker = self._make_worker(sensor_cfg)
+        self.workers[sensor_cfg.name] = worker
+        worker.start()
+
+    def _stop_worker(self, name: str) -> None:
+        worker = self.workers.pop(name)
+        worker.stop()
+        self._save(worker)
+
+    def _save(self, worker: SensorWorker) -> None:
+        try:
+            worker.pipeline.save_state(self.storage_dir)
+        except Exception as exc:
+            self.log.warning("could not save learned baseline", sensor=worker.cfg.name, error=str(exc))
+
+    # -- running -------------------------------------------------------------------------
+    def run(self) -> int:
+        self.start()
+        last_save = time.monotonic()
+        tick = min(1.0, self.notifier.watchdog_interval or 1.0)
+        try:
+            while not self._stop.wait(tick):
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+                if self.healthy():
+                    if self.notifier.watchdog_interval:
+                        self.notifier.watchdog()
+                if time.monotonic() - last_save > SAVE_EVERY_S:
+                    last_save = time.monotonic()
+                    for worker in list(self.workers.values()):
+                        self._save(worker)
+        finally:
+            self.stop()
+        return 0
+
+    def healthy(self) -> bool:
+        now = time.monotonic()
+        stalled = [n for n, w in self.workers.items() if now - w.beat > STALL_S]
+        if stalled:
+            self.log.error("stalled sensor workers; watchdog not fed", sensors=stalled)
+            return False
+        return True
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        self.log.info("stopping: sensors first, then the publisher; pending messages stay in the outbox")
+        for name in list(self.workers):
+            self._stop_worker(name)
+        if self.publisher is not None:
+            self.publisher.stop()
+        if self.outbox is not None:
+            self.log.info("stopped", **self.outbox.depth())
+            self.outbox.close()
+
+    def reload(self) -> None:
+        """SIGHUP: validate first; rebuild only what changed; learned baselines survive."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            for line in exc.errors:
+                self.log.error("reload refused, invalid config; keeping the running one", error=line)
+            self.notifier.ready(self.summary())
+            return
+        old, self.cfg = self.cfg, new
+        if new.mqtt != old.mqtt or new.device != old.device:
+            self.log.info("mqtt settings changed; reconnecting")
+            self.publisher.stop()
+            self.publisher = self._make_publisher()
+            self.publisher.start()
+        old_sensors = {s.name: s for s in old.sensors}
+        new_sensors = {s.name: s for s in new.sensors}
+        for name, scfg in old_sensors.items():
+            if new_sensors.get(name) != scfg or new.aggregates != old.aggregates or new.device != old.device:
+                self._stop_worker(name)
+        for name, scfg in new_sensors.items():
+            if name not in self.workers:
+                self._start_worker(scfg)
+        self.log.info("configuration reloaded", sensors=list(new_sensors))
+        self.notifier.ready(self.summary())
+
+    # -- health ----------------------------------------------------------------------------
+    def health(self) -> dict:
+        sensors = {}
+        for name, w in list(self.workers.items()):
+            p = w.pipeline
+            sensors[name] = {
+                "online": w.online,
+                "baseline": "ready" if getattr(p.model, "ready", False) else "learning",
+                "model": p.model_name,
+                "windows": p.stats.windows,
+                "alerts": p.stats.alerts,
+                "alert_level": p.policy.level,
+                "last_score": None if p.stats.last_score is None else round(p.stats.last_score, 4),
+                **({"error": w.error} if w.error else {}),
+                **(w.source.counters() if w.source is not None else {}),
+            }
+        depth = self.outbox.depth() if self.outbox else {}
+        return {
+            "uptime_s": round(time.time() - self.started, 1),
+            "rss_mib": round(rss_mib(), 1),
+            "cpu_percent": self.cpu.percent(),
+            "sensors": sensors,
+            "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {}},
+        }
+
+    def summary(self) -> str:
+        n = len(self.workers)
+        online = sum(1 for w in self.workers.values() if w.online)
+        connected = self.publisher is not None and self.publisher.connected
+        return f"{online}/{n} sensors online, broker {'connected' if connected else 'unreachable (buffering)'}"
