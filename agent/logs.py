@@ -35,3 +35,22 @@ def configure(level: str = "info", fmt: str = "auto", stream=None) -> None:
 
 def get(name: str = "pdm-agent", **context):
     return structlog.get_logger(name).bind(**context)
+
+
+class Every:
+    """Rate limit for log lines about repeated trouble (garbage on a line, a flooding
+    sensor): `ready()` is true at most once per `seconds`, so the journal stays readable
+    while counters keep the exact numbers."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._next = 0.0
+
+    def ready(self) -> bool:
+        import time
+
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.seconds
+        return True

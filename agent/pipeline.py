@@ -103,8 +103,8 @@ class SensorPipeline:
             self.stats.alerts += 1
             if self.log:
                 self.log.warning(
-                    "alert", sensor=self.sensor, level=alert.level, score=round(alert.score, 3),
-                    threshold=alert.threshold,
+                    f"alert {alert.level}", sensor=self.sensor, score=round(alert.score, 3),
+                    threshold=alert.threshold, id=alert.id,
                     reason=", ".join(f"{f}={v:.4g}" for f, v, _ in alert.reason),
                 )
             self.emit(alert)

@@ -113,6 +113,7 @@ class Publisher:
         self._link_state: str | None = None  # "up" | "down", for one log line per change
         self._stopping = threading.Event()
         self._drain_thread: threading.Thread | None = None
+        self.beat = time.monotonic()
         self.published = 0  # rows acked by the broker since start (a progress counter)
         self.last_ack_ts: float | None = None
 
@@ -245,6 +246,7 @@ class Publisher:
     def _drain_loop(self) -> None:
         next_status = 0.0
         while not self._stopping.is_set():
+            self.beat = time.monotonic()  # liveness: the service feeds the watchdog only while this moves
             with self._cond:
                 self._cond.wait(IDLE_POLL_S)
                 connected, status_due = self._connected, self._status_due

@@ -22,64 +22,10 @@ from agent.pipeline import SensorPipeline
 from agent.publisher import Publisher
 from agent.records import Aggregate, Alert
 from agent.systemd import Notifier
+from agent.worker import SensorWorker
 
 STALL_S = 30.0  # a stage silent this long is stalled: the watchdog is no longer fed
 SAVE_EVERY_S = 300.0  # learned baselines are checkpointed this often (and at stop)
-
-
-class SensorWorker:
-    """One thread per sensor: read a frame, run the pipeline, repeat. A failing sensor
-    never takes the others down, and its errors are logged, not raised."""
-
-    def __init__(self, cfg, pipeline: SensorPipeline, log) -> None:
-        self.cfg = cfg
-        self.pipeline = pipeline
-        self.log = log
-        self.source = None
-        self.error: str | None = None
-        self.beat = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sensor-{cfg.name}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-        if self.source is not None:
-            self.source.close()
-
-    @property
-    def online(self) -> bool:
-        return self.source is not None and self.source.online
-
-    def _run(self) -> None:
-        from drivers.sources import open_source
-
-        try:
-            self.source = open_source(self.cfg, log=self.log)
-        except Exception as exc:  # e.g. a protocol this build does not have
-            self.error = str(exc)
-            self.log.error("sensor cannot start", sensor=self.cfg.name, error=self.error)
-            while not self._stop.wait(1.0):
-                self.beat = time.monotonic()
-            return
-        failures = 0
-        while not self._stop.is_set():
-            self.beat = time.monotonic()
-            try:
-                frame = self.source.read()
-                if frame is not None:
-                    self.pipeline.process(frame)
-                self.pipeline.tick(time.time())
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                self.error = repr(exc)
-                if failures <= 3 or failures % 100 == 0:
-                    self.log.exception("sensor pipeline error", sensor=self.cfg.name, failures=failures)
-                self._stop.wait(min(5.0, 0.1 * failures))
 
 
 class Service:
@@ -192,8 +138,9 @@ class Service:
         return 0
 
     def healthy(self) -> bool:
-        now = time.monotonic()
-        stalled = [n for n, w in self.workers.items() if now - w.beat > STALL_S]
+        stalled = [f"{n}.{stage}" for n, w in self.workers.items() for stage in w.stalled(STALL_S)]
+        if self.publisher is not None and time.monotonic() - self.publisher.beat > STALL_S:
+            stalled.append("publisher")
         if stalled:
             self.log.error("stalled sensor workers; watchdog not fed", sensors=stalled)
             return False
@@ -251,7 +198,7 @@ class Service:
                 "alert_level": p.policy.level,
                 "last_score": None if p.stats.last_score is None else round(p.stats.last_score, 4),
                 **({"error": w.error} if w.error else {}),
-                **(w.source.counters() if w.source is not None else {}),
+                **w.counters(),
             }
         depth = self.outbox.depth() if self.outbox else {}
         return {
