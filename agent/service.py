@@ -17,6 +17,8 @@ import time
 from agent import __version__
 from agent.config import Config, ConfigError, load_config
 from agent.health import CpuMeter, rss_mib
+from agent.hotswap import ModelManager
+from agent.logs import Every
 from agent.outbox import Outbox
 from agent.pipeline import SensorPipeline
 from agent.publisher import Publisher
@@ -40,6 +42,9 @@ class Service:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.workers: dict[str, SensorWorker] = {}
+        self.models = ModelManager(self.cfg.models.trusted_keys, log)  # signed bundles, hot swap
+        self._dropped_logged = 0
+        self._warn_drop = Every(30.0)
         self.outbox: Outbox | None = None
         self.publisher: Publisher | None = None
 
@@ -64,6 +69,12 @@ class Service:
         kind = "alert" if isinstance(record, Alert) else "aggregate"
         payload = json.dumps(record.payload(), separators=(",", ":")).encode()
         self.outbox.put(self._topic(record.sensor, kind), payload, kind, record.sensor)
+        dropped = sum(self.outbox.dropped.values())
+        if dropped > self._dropped_logged and self._warn_drop.ready():
+            self._dropped_logged = dropped
+            self.log.warning("outbox full: oldest aggregates dropped (alerts are kept)",
+                             max_outbox_mb=self.cfg.storage.max_outbox_mb, **{
+                                 f"dropped_{k}s": v for k, v in self.outbox.dropped.items()})
 
     def _make_publisher(self) -> Publisher:
         m = self.cfg.mqtt
@@ -81,14 +92,17 @@ class Service:
         pipeline = SensorPipeline(
             device=self.cfg.device.id, sensor_cfg=sensor_cfg,
             aggregate_interval=self.cfg.aggregates.interval, emit=self._emit, log=self.log,
+            model=self.models.initial(sensor_cfg),
         )
-        if pipeline.load_state(self.storage_dir):
+        self.models.attach(sensor_cfg.name, pipeline)
+        if getattr(pipeline.model, "learns", True) and pipeline.load_state(self.storage_dir):
             self.log.info("learned baseline restored", sensor=sensor_cfg.name, model=pipeline.model_name)
         return SensorWorker(sensor_cfg, pipeline, self.log)
 
     def start(self) -> None:
         os.makedirs(self.storage_dir, exist_ok=True)
         self.outbox = Outbox(os.path.join(self.storage_dir, "outbox.sqlite"), self.cfg.storage.max_outbox_mb * 2**20)
+        self._dropped_logged = sum(self.outbox.dropped.values())
         pending = self.outbox.depth()
         self.log.info("outbox open", path=self.outbox.path if hasattr(self.outbox, "path") else self.storage_dir, **pending)
         self.publisher = self._make_publisher()
@@ -107,6 +121,7 @@ class Service:
 
     def _stop_worker(self, name: str) -> None:
         worker = self.workers.pop(name)
+        self.models.detach(name)
         worker.stop()
         self._save(worker)
 
@@ -126,6 +141,7 @@ class Service:
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
+                self.models.poll()
                 if self.healthy():
                     if self.notifier.watchdog_interval:
                         self.notifier.watchdog()
@@ -175,7 +191,11 @@ class Service:
             self.publisher.start()
         old_sensors = {s.name: s for s in old.sensors}
         new_sensors = {s.name: s for s in new.sensors}
+        self.models.trusted_keys = [str(k) for k in new.models.trusted_keys]
+        same_rest = new.aggregates == old.aggregates and new.device == old.device
         for name, scfg in old_sensors.items():
+            if same_rest and self.models.retarget(self.workers.get(name), scfg, new_sensors.get(name)):
+                continue  # only the bundle changed: verified and swapped in place, or refused
             if new_sensors.get(name) != scfg or new.aggregates != old.aggregates or new.device != old.device:
                 self._stop_worker(name)
         for name, scfg in new_sensors.items():
@@ -199,6 +219,9 @@ class Service:
                 "last_score": None if p.stats.last_score is None else round(p.stats.last_score, 4),
                 **({"error": w.error} if w.error else {}),
                 **w.counters(),
+                "health": p.sensor_health.report(w.online),
+                **({"iso10816": p.iso.state()} if p.iso.last_zone else {}),
+                **self.models.status(name),
             }
         depth = self.outbox.depth() if self.outbox else {}
         return {

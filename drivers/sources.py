@@ -15,6 +15,8 @@ import numpy as np
 
 from agent.records import Frame
 
+RECONNECT_MAX_S = 5.0
+
 
 class Source(Protocol):
     sensor: str
@@ -39,7 +41,9 @@ class SerialLinesSource:
 
         self.sensor = sensor
         self.channels = tuple(channels)
-        self._transport = SerialTransport(port, baudrate=baudrate, log=log)
+        # Re-opening a device node is cheap, and a replugged sensor should be back within
+        # seconds: cap the back-off well below the transport's generic 30 s.
+        self._transport = SerialTransport(port, baudrate=baudrate, backoff_max=RECONNECT_MAX_S, log=log)
         self._parser = LinesParser(len(self.channels))
         self._reconnects = 0
 
@@ -133,4 +137,12 @@ def open_source(sensor_cfg, log=None) -> Source:
         )
     if proto == "lines":
         return SerialLinesSource(sensor_cfg.name, sensor_cfg.port, sensor_cfg.baudrate, channels, log=log)
+    if proto == "frames":
+        from drivers.frames import SerialFramesSource
+
+        return SerialFramesSource(sensor_cfg.name, sensor_cfg.port, sensor_cfg.baudrate, channels, log=log)
+    if proto == "modbus":
+        from drivers.modbus import open_modbus
+
+        return open_modbus(sensor_cfg, log=log)
     raise NotImplementedError(f"protocol {proto!r} is not supported yet (lines and sim are)")

@@ -82,3 +82,48 @@ def rss_mib(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def start_agent(config: Path, log: Path, **popen) -> subprocess.Popen:
+    """`pdm-agent run` with its JSON log lines going to `log` (a file never fills like a pipe)."""
+    return pdm_agent("run", "--config", str(config), stdout=open(log, "ab"), stderr=subprocess.STDOUT, **popen)
+
+
+def log_events(log: Path) -> list[dict]:
+    """The agent's JSON log lines, parsed (lines that are not JSON are skipped)."""
+    import json
+
+    events = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
+
+
+def raised_alerts(log: Path, kind_prefix: str = "alert ") -> list[str]:
+    """Ids of the alerts the agent says it raised, in order."""
+    return [e["id"] for e in log_events(log) if str(e.get("event", "")).startswith(kind_prefix) and "id" in e]
+
+
+def sim_sensor(name: str, *, fault: str | None = None, fault_at: float = 0.0, learn_seconds: float = 8,
+               rate: int = 3200, **alerts) -> dict:
+    """An in-process simulated sensor with short windows, so tests learn and alert quickly."""
+    return {
+        "name": name, "protocol": "sim", "sample_rate": rate, "channels": ["ax", "ay", "az", "temp"],
+        "window": {"size": 1024, "hop": 512},
+        "simulator": {"fault": fault, "fault_at": fault_at, "seed": 3},
+        "detector": {"learn_seconds": learn_seconds},
+        **({"alerts": alerts} if alerts else {}),
+    }
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not met within {timeout}s")
