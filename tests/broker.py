@@ -64,7 +64,7 @@ class Broker:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, persistence: bool = False) -> None:
+    def __init__(self, workdir: Path, persistence: bool = False, listener: list[str] | None = None) -> None:
         exe = shutil.which("mosquitto") or next(
             (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
         )
@@ -75,9 +75,10 @@ class Broker:
         self.port = free_port()
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
+        # `listener` replaces the default anonymous plain-TCP listener (TLS, passwords).
         lines = [
             f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+            *(listener or ["allow_anonymous true"]),
             f"persistence {'true' if persistence else 'false'}",
             "log_dest stdout",
             "log_type error",
