@@ -29,16 +29,24 @@ def _config_path(args) -> str:
     return args.config or default_config_path()
 
 
+def _load_or_report(path: str):
+    """The validated config, or None after printing every error as `key.path: message (FILE:LINE)`."""
+    from agent.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
 def cmd_run(args) -> int:
     from agent import logs
-    from agent.config import ConfigError, load_config
     from agent.service import Service
 
     path = _config_path(args)
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    cfg = _load_or_report(path)
+    if cfg is None:
         return EXIT_USAGE
     logs.configure(cfg.logging.level, cfg.logging.format)
     log = logs.get()
@@ -66,13 +74,9 @@ def _run_pid(service, pidfile: str) -> int:
 
 
 def cmd_config_check(args) -> int:
-    from agent.config import ConfigError, load_config
-
     path = _config_path(args)
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    cfg = _load_or_report(path)
+    if cfg is None:
         return EXIT_USAGE
     print(f"{path}: OK ({len(cfg.sensors)} sensor{'s' if len(cfg.sensors) != 1 else ''}, device {cfg.device.id})")
     return EXIT_OK
@@ -163,6 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="a simulated machine behind a real pseudo-terminal")
     add_arguments(p)
     p.set_defaults(func=cmd_simulate)
+
+    from agent import replay
+
+    p = sub.add_parser("replay", help="run recorded data (CSV or burst directory) through the pipeline")
+    replay.add_arguments(p)
+    p.set_defaults(func=replay.main)
+
+    from agent.model_cli import add_parser as add_model_parser
+
+    add_model_parser(sub)  # `model train|export|quantize|keygen|sign|verify|info`
     return parser
 
 

@@ -25,6 +25,19 @@ def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def stable_id(*parts) -> str:
+    """An id derived from what a record is, not when it was sent: a re-send after a crash
+    carries the same id, so subscribers can drop duplicates.
+
+    >>> stable_id("gw", "pump1", "aggregate", 60.0)
+    '0e7a726f48cd0d54658b'
+    >>> stable_id("gw", "pump1", "aggregate", 60.0) == stable_id("gw", "pump1", "aggregate", 60.0000001)
+    True
+    """
+    key = "/".join(f"{p:.6f}" if isinstance(p, float) else str(p) for p in parts)
+    return hashlib.sha1(key.encode()).hexdigest()[:20]
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """A block of consecutive raw samples from one sensor, as the driver read them.
@@ -89,8 +102,7 @@ class Alert:
 
     def __post_init__(self) -> None:
         if not self.id:
-            key = f"{self.device}/{self.sensor}/{self.kind}/{self.level}/{self.ts:.6f}"
-            object.__setattr__(self, "id", hashlib.sha1(key.encode()).hexdigest()[:20])
+            object.__setattr__(self, "id", stable_id(self.device, self.sensor, self.kind, self.level, self.ts))
 
     def payload(self) -> dict:
         return {
@@ -125,8 +137,7 @@ class Aggregate:
 
     def __post_init__(self) -> None:
         if not self.id:
-            key = f"{self.device}/{self.sensor}/aggregate/{self.ts:.6f}"
-            object.__setattr__(self, "id", hashlib.sha1(key.encode()).hexdigest()[:20])
+            object.__setattr__(self, "id", stable_id(self.device, self.sensor, "aggregate", self.ts))
 
     def payload(self) -> dict:
         return {
