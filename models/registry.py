@@ -4,13 +4,13 @@
 Importing this module does not import river: the river-based detector imports it lazily.
 
 >>> sorted(DETECTORS)
-['gaussian', 'hst', 'zmax']
+['gaussian', 'hst', 'pca', 'trend', 'zmax']
 >>> create("auto").name
 'gaussian'
 >>> create("gausian")
 Traceback (most recent call last):
 ...
-ValueError: unknown detector 'gausian'; valid: auto, gaussian, hst, zmax
+ValueError: unknown detector 'gausian'; valid: auto, gaussian, hst, pca, trend, zmax
 >>> create("gaussian", height=3)
 Traceback (most recent call last):
 ...
@@ -24,12 +24,16 @@ import inspect
 from models.base import Detector
 from models.gaussian import GaussianDetector
 from models.halfspace import HalfSpaceTreesDetector
+from models.pca import PcaDetector
+from models.trend import TrendDetector
 from models.zmax import ZMaxDetector
 
 DETECTORS: dict[str, type] = {
     GaussianDetector.name: GaussianDetector,
     HalfSpaceTreesDetector.name: HalfSpaceTreesDetector,
     ZMaxDetector.name: ZMaxDetector,
+    PcaDetector.name: PcaDetector,  # low-rate multivariate rows (SKAB), docs/BENCHMARKS.md
+    TrendDetector.name: TrendDetector,  # univariate online streams: steps and drifts
 }
 
 # Best AUC on incipient simulated faults, as few false warnings as any, ~40 us/vector, no river

@@ -108,6 +108,14 @@ class StreamingModel:
             rate = self._n_learned / max(ts - self._t0, 1e-9)
             self.detector.half_life = self.adapt_half_life_s * rate
 
+    def finish_learning(self, ts: float) -> None:
+        """End the learning phase now, whatever `learn_seconds` says (replay's --train-rows N:
+        the baseline is the first N records, counted, not timed). No-op when already scoring."""
+        if not self._ready:
+            if self._t0 is None:
+                self._t0 = ts
+            self._finish_learning(ts)
+
     def update(self, x: dict[str, float], ts: float) -> tuple[float, bool, list[tuple[str, float, float]]]:
         """Score one feature vector (then learn it when allowed).
 
@@ -137,6 +145,9 @@ class StreamingModel:
         elif self.adapt_half_life_s and complete and score01 < self.adapt_below:
             self.detector.learn(finite)
             self._n_learned += 1
+        observe = getattr(self.detector, "observe", None)
+        if observe is not None:  # detectors with input context (models/pca.py smoothing) see every row
+            observe(finite)
         return score01, self._ready, reason
 
     def state(self) -> dict:

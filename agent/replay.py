@@ -1,0 +1,306 @@
+"""`pdm-agent replay`: run recorded data through the daemon's pipeline, offline (SPEC section 6).
+
+    pdm-agent replay INPUT --out FILE.csv [--config FILE] [--columns A,B,...] [--train-rows N]
+                     [--rate HZ] [--plot FILE.png]
+
+INPUT is a CSV of low-rate records (each row is a feature vector already and enters
+`SensorPipeline.handle` directly) or a directory of burst captures (each burst becomes one feature
+vector through agent/features.extract_batch, then `handle`). Everything after the features (detector,
+calibration, alert policy) is the daemon's own code. Output: one row per record,
+`timestamp,score,alert,level,ready,reason`.
+
+Without --config the recommended defaults for the kind of input apply (`default_sensor`, documented
+in config.yaml and docs/replay.md). With --config, the first sensor's detector and alerts sections
+are used (and for bursts its bands and window settings; --rate overrides its sample_rate).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.replay_io import InputError, Table, list_bursts, read_burst, read_csv
+
+EXIT_OK, EXIT_USAGE = 0, 2
+SENSOR = "replay"
+
+# Recommended defaults per kind of input (config.yaml documents the same numbers).
+LOW_RATE_DEFAULTS = {  # CSV with 2+ channels: transmitters reporting ~1 row/s (SKAB, Modbus polls)
+    "detector": {"type": "pca", "learn_seconds": 3600, "adapt_half_life_s": 86400.0},
+    "alerts": {"warning": 0.3, "alarm": 0.9, "debounce_n": 3, "debounce_m": 5, "hysteresis": 0.1},
+}
+UNIVARIATE_DEFAULTS = {  # CSV with one channel: a temperature, an RMS trend; learn one daily cycle
+    "detector": {"type": "trend", "learn_seconds": 86400, "adapt_half_life_s": 7 * 86400.0},
+    "alerts": {"warning": 0.5, "alarm": 0.9, "debounce_n": 3, "debounce_m": 5, "hysteresis": 0.1},
+}
+BURST_DEFAULTS = {  # burst directories: waveform features, the daemon's default detector
+    "detector": {"type": "auto", "learn_seconds": 3600, "adapt_half_life_s": 86400.0},
+    "alerts": {"warning": 0.5, "alarm": 0.9, "debounce_n": 3, "debounce_m": 5, "hysteresis": 0.1},
+}
+
+
+class ReplayError(Exception):
+    """Bad arguments or configuration for a replay (exit 2)."""
+
+
+@dataclass
+class Result:
+    """What a replay produced, per record (also what --plot draws)."""
+
+    ts: np.ndarray
+    stamps: list[str]
+    channels: list[str]
+    values: np.ndarray  # (n, c): CSV channels, or per-burst RMS of each burst channel
+    score: np.ndarray
+    alert: np.ndarray
+    warning: float
+    alarm: float
+    alerts: int
+    seconds: float
+    extra: list  # per record: (policy level, ready 0/1, top reason feature)
+
+
+def default_sensor(kind: str, channels: list[str], rate: float | None = None, base=None):
+    """The SensorConfig replay uses: `base` (from --config) or the recommended defaults for `kind`
+    ("rows" or "bursts"); burst channels and rate replace the base's."""
+    from pydantic import ValidationError
+
+    from agent.config import SensorConfig
+
+    try:
+        if base is not None:
+            if kind == "bursts":
+                data = base.model_dump()
+                # The config's bands stay only if they fit this rate; otherwise the defaults, clipped.
+                keep = rate is None or all(hi <= rate / 2 for _, hi in base.bands)
+                data.update(name=SENSOR, protocol="sim", port=None, channels=channels,
+                            bands=data["bands"] if keep else None, temperature_channels=None,
+                            sample_rate=rate or base.sample_rate)
+                return SensorConfig.model_validate(data)
+            return base
+        if kind == "bursts":
+            return SensorConfig(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels, **BURST_DEFAULTS)
+        defaults = UNIVARIATE_DEFAULTS if len(channels) == 1 else LOW_RATE_DEFAULTS
+        return SensorConfig(name=SENSOR, protocol="sim", **defaults)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ReplayError(f"cannot build the replay sensor for channels {channels}: {problems}") from None
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal (no dependency)."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what = total, what
+        self.on = sys.stderr.isatty() and total > 2000
+        self.t0 = self.last = time.monotonic()
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.on or now - self.last < 0.2:
+            return
+        self.last = now
+        frac = done / self.total
+        bar = "#" * int(30 * frac)
+        rate = done / max(now - self.t0, 1e-9)
+        sys.stderr.write(f"\r{self.what} [{bar:<30}] {100 * frac:5.1f}% {done}/{self.total} {rate:,.0f}/s ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.on:
+            sys.stderr.write("\r" + " " * 78 + "\r")
+
+
+def _run(pipeline, vectors, ts: np.ndarray, train_rows: int, progress) -> tuple[np.ndarray, np.ndarray, list]:
+    """Feed FeatureVectors to `pipeline.handle`; the first `train_rows` are the baseline."""
+    n = len(ts)
+    score = np.zeros(n)
+    alert = np.zeros(n, dtype=np.int8)
+    extra = []
+    model, policy = pipeline.model, pipeline.policy
+    for i, vector in enumerate(vectors):
+        s = pipeline.handle(vector)
+        if train_rows and i == train_rows - 1:
+            model.finish_learning(float(ts[i]))
+        score[i] = s.value
+        alert[i] = policy.active
+        extra.append((policy.level, int(s.ready), s.reason[0][0] if s.reason else ""))
+        if i % 256 == 0:
+            progress(i)
+    return score, alert, extra
+
+
+def _prepare(pipeline, ts: np.ndarray, train_rows: int) -> None:
+    """With --train-rows N the baseline is exactly the first N records: the model's own clock must
+    not end it earlier (learning ends in `_run` after record N), and it is not adapted afterwards
+    (the benchmark protocols: learn on the head, score the rest). 0 keeps the daemon's behaviour."""
+    if train_rows:
+        span = float(ts[train_rows - 1] - ts[0])
+        pipeline.model.learn_seconds = span * (1 + 1e-9) + 1e-6
+        pipeline.model.adapt_half_life_s = None
+
+
+def replay_table(table: Table, sensor_cfg, train_rows: int = 0) -> Result:
+    """Replay a CSV's records (rows are feature vectors) through the daemon's pipeline."""
+    from agent.pipeline import SensorPipeline
+    from agent.records import FeatureVector
+
+    alerts = []
+    pipeline = SensorPipeline(device="replay", sensor_cfg=sensor_cfg, aggregate_interval=1e12, emit=alerts.append)
+    _prepare(pipeline, table.ts, train_rows)
+    names = table.columns
+    rows = table.values.tolist()
+    vectors = (FeatureVector(SENSOR, t, dict(zip(names, r))) for t, r in zip(table.ts.tolist(), rows))
+    progress = _Progress(len(rows), "replay")
+    t0 = time.perf_counter()
+    score, alert, extra = _run(pipeline, vectors, table.ts, train_rows, progress)
+    progress.close()
+    return _result(table.ts, table.stamps, names, table.values, score, alert, extra, sensor_cfg, alerts, t0)
+
+
+def replay_bursts(directory: str, rate: float, sensor_cfg_for, columns: list[str] | None,
+                  train_rows: int = 0) -> Result:
+    """Replay a directory of bursts: each burst -> waveform features (vectorized) -> handle()."""
+    from agent.features import extract_batch, feature_names
+    from agent.pipeline import SensorPipeline
+    from agent.records import FeatureVector, iso_utc
+
+    files = list_bursts(directory)
+    first = read_burst(files[0][1])
+    width = first.shape[1]
+    if columns:
+        if len(columns) != width:
+            raise InputError(f"{files[0][1]}: {width} columns, --columns names {len(columns)}")
+        channels = list(columns)
+    else:
+        channels = [f"ch{k + 1}" for k in range(width)]
+    sensor_cfg = sensor_cfg_for(channels)
+    alerts = []
+    pipeline = SensorPipeline(device="replay", sensor_cfg=sensor_cfg, aggregate_interval=1e12, emit=alerts.append)
+    spec, names = pipeline.spec, feature_names(pipeline.spec)
+    ts = np.array([t for t, _ in files])
+    _prepare(pipeline, ts, train_rows)
+    progress = _Progress(len(files), "replay")
+    rms_cols = [names.index(f"{c}.rms_g") if f"{c}.rms_g" in names else names.index(f"{c}.mean_c")
+                for c in channels]
+    shown = np.zeros((len(files), width))
+    t0 = time.perf_counter()
+
+    def vectors():
+        batch = 32  # bursts per extract_batch call: vectorized, memory bounded
+        for start in range(0, len(files), batch):
+            chunk = [first if k == 0 else read_burst(files[k][1]) for k in range(start, min(start + batch, len(files)))]
+            for k, b in enumerate(chunk):
+                if b.shape[1] != width:
+                    raise InputError(f"{files[start + k][1]}: {b.shape[1]} columns, the first burst has {width}")
+            if min(len(b) for b in chunk) < 64:
+                bad = next(start + k for k, b in enumerate(chunk) if len(b) < 64)
+                raise InputError(f"{files[bad][1]}: {len(chunk[bad - start])} samples; a burst needs at least 64")
+            groups: dict[int, list[int]] = {}
+            for k, b in enumerate(chunk):
+                groups.setdefault(len(b), []).append(k)
+            feats = np.empty((len(chunk), len(names)))
+            for idx in groups.values():
+                feats[idx] = extract_batch(np.stack([chunk[k] for k in idx]), spec)
+            for k in range(len(chunk)):
+                shown[start + k] = feats[k, rms_cols]
+                yield FeatureVector(SENSOR, float(ts[start + k]), dict(zip(names, feats[k].tolist())))
+
+    score, alert, extra = _run(pipeline, vectors(), ts, train_rows, progress)
+    progress.close()
+    stamps = [iso_utc(t) for t in ts]
+    return _result(ts, stamps, channels, shown, score, alert, extra, sensor_cfg, alerts, t0)
+
+
+def _result(ts, stamps, channels, values, score, alert, extra, sensor_cfg, alerts, t0) -> Result:
+    raised = sum(1 for a in alerts if getattr(a, "level", None) in ("warning", "alarm"))
+    return Result(ts, stamps, channels, values, score, alert, sensor_cfg.alerts.warning, sensor_cfg.alerts.alarm,
+                  raised, time.perf_counter() - t0, extra)
+
+
+def write_csv(path: str, res: Result) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "score", "alert", "level", "ready", "reason"])
+        for stamp, s, a, (level, ready, reason) in zip(res.stamps, res.score.tolist(), res.alert.tolist(), res.extra):
+            w.writerow([stamp, f"{s:.6f}", a, level, ready, reason])
+    os.replace(tmp, path)
+
+
+def load_base_sensor(path: str | None):
+    """The first sensor of --config, or None (recommended defaults)."""
+    if not path:
+        return None
+    from agent.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        raise ReplayError(str(exc)) from None
+    return cfg.sensors[0]
+
+
+def replay(input_path: str, *, config: str | None = None, columns: list[str] | None = None,
+           train_rows: int = 0, rate: float | None = None) -> Result:
+    """Replay a CSV file or a burst directory; raises InputError / ReplayError on bad input."""
+    if train_rows < 0:
+        raise ReplayError("--train-rows must be >= 0")
+    base = load_base_sensor(config)
+    if os.path.isdir(input_path):
+        rate = rate or (base.sample_rate if base is not None else None)
+        if not rate or rate <= 0:
+            raise ReplayError("a burst directory needs --rate HZ (samples per second)")
+        n = len(list_bursts(input_path))
+        if train_rows > n:
+            raise ReplayError(f"--train-rows {train_rows}: {input_path} has only {n} bursts")
+        return replay_bursts(input_path, rate, lambda ch: default_sensor("bursts", ch, rate, base), columns, train_rows)
+    if not os.path.exists(input_path):
+        raise InputError(f"{input_path}: no such file or directory")
+    table = read_csv(input_path, columns)
+    if train_rows > len(table.ts):
+        raise ReplayError(f"--train-rows {train_rows}: {input_path} has only {len(table.ts)} records")
+    return replay_table(table, default_sensor("rows", table.columns, base=base), train_rows)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("input", metavar="INPUT", help="a CSV file of records, or a directory of burst files")
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="output: timestamp,score,alert,...")
+    p.add_argument("--config", metavar="FILE", help="use the first sensor's detector and alert settings "
+                   "(default: the recommended settings for this kind of input)")
+    p.add_argument("--columns", metavar="A,B,...", help="CSV: the channel columns (default: every numeric "
+                   "column but the timestamp and labels); bursts: names of the file's columns")
+    p.add_argument("--train-rows", type=int, default=0, metavar="N",
+                   help="the first N records are the healthy baseline; 0 = learn online as the daemon does")
+    p.add_argument("--rate", type=float, metavar="HZ", help="bursts: samples per second")
+    p.add_argument("--plot", metavar="FILE.png", help="draw channels, score, thresholds and alerts (matplotlib)")
+
+
+def main(args) -> int:
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    try:
+        if args.plot:
+            from agent.plot import check_available
+
+            check_available()
+        res = replay(args.input, config=args.config, columns=columns, train_rows=args.train_rows, rate=args.rate)
+        write_csv(args.out, res)
+        if args.plot:
+            from agent.plot import plot
+
+            plot(args.plot, res)
+    except (InputError, ReplayError) as exc:
+        print(f"pdm-agent replay: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"pdm-agent replay: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    n = len(res.ts)
+    print(f"replay: {n} records in {res.seconds:.2f} s ({n / max(res.seconds, 1e-9):,.0f} records/s), "
+          f"{res.alerts} alert(s), {int(res.alert.sum())} records in alert -> {args.out}", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,210 @@
+"""PCA T² + Q detector for low-rate multivariate sensors (MSET-like), numpy only.
+
+Transmitters that report one row of values about once a second (vibration RMS, current, pressure,
+flow, temperatures) move together while a machine is healthy: a pump's current, pressure and flow
+follow its operating point. A fault breaks those relations before any single value leaves its
+range. This detector learns the healthy correlation structure and scores a row by
+
+- T², the Mahalanobis distance inside the principal subspace (the k components that explain
+  `variance` of the standardized baseline), divided by k: "an unusual operating point";
+- Q (squared prediction error), the part of the row the healthy subspace cannot explain, divided
+  by its healthy expectation (the sum of the discarded eigenvalues): "a broken relation";
+
+and returns their mean, so a typical healthy row scores about 1.
+
+Two input filters make 1 Hz sensor data usable, both learned from SKAB's water-pump testbed and
+documented in docs/BENCHMARKS.md:
+
+- **Smoothing**: the row is replaced by the mean of the last `smooth` rows. Single 1 Hz readings are
+  noisy (quantized flow, pressure spikes); a developing fault persists. The filter needs the rows
+  that came before, which the detector keeps as input context: `observe(x)` (called by
+  models/streaming.py after each row is scored and learned) appends x to it. The context is part of
+  `state()` so a restart resumes seamlessly; `score` and `learn` only read it.
+- **Rate of change for temperatures**: channels whose name matches `rate_of_change` (a regex,
+  default temperatures and thermocouples) enter as their change per row over the smoothing window,
+  not as their level. Temperatures follow ambient and load over hours, far longer than any baseline
+  a gateway can learn first, so their level drifts out of the envelope on a healthy machine; a
+  sudden heating or cooling still shows. Slow overheating is the univariate `trend` detector's job.
+
+Examples
+--------
+>>> rng = np.random.default_rng(0)
+>>> det = PcaDetector(smooth=1)
+>>> for load in rng.normal(0, 1, 300):
+...     det.learn({"current": 10 + load, "flow": 30 + 3 * load + 0.1 * rng.normal()})
+>>> ok = det.score({"current": 11.0, "flow": 33.0})      # a different but healthy operating point
+>>> broken = det.score({"current": 11.0, "flow": 30.0})  # current up, flow not: a broken relation
+>>> ok < 3 < broken
+True
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import deque
+
+import numpy as np
+
+from models.gaussian import ew_weight, to_array, variance_floor
+
+_Z_CLIP = 1e6  # keeps scores finite for absurd inputs
+
+
+class PcaDetector:
+    """T²/k + Q/θ on smoothed, standardized rows (see module docstring).
+
+    Parameters
+    ----------
+    variance
+        Fraction of the standardized baseline variance the principal subspace keeps (0.99).
+    smooth
+        Rows averaged before scoring (10: 10 s at 1 Hz); 1 disables the filter.
+    rate_of_change
+        Regex (case-insensitive) of channel names modelled by their change per row, not their
+        level; "" models every channel by its level.
+    half_life
+        In learned rows; None = equal weights. Set by the streaming model from `adapt_half_life_s`.
+    """
+
+    name = "pca"
+    version = "1"
+
+    def __init__(
+        self,
+        variance: float = 0.99,
+        smooth: int = 10,
+        rate_of_change: str = "temp|thermo",
+        horizon: int = 10,
+        half_life: float | None = None,
+    ) -> None:
+        if not 0.0 < variance <= 1.0:
+            raise ValueError(f"variance must be in (0, 1], got {variance}")
+        if int(smooth) < 1:
+            raise ValueError(f"smooth must be >= 1 row, got {smooth}")
+        self.variance = variance
+        self.smooth = int(smooth)
+        self.rate_of_change = rate_of_change
+        self.horizon = int(horizon)
+        self.half_life = half_life
+        self._keys: list[str] = []
+        self._roc = np.zeros(0, dtype=bool)
+        self._n = 0
+        self._mean = np.zeros(0)
+        self._cov = np.zeros((0, 0))
+        self._context: deque[np.ndarray] = deque(maxlen=max(self.smooth, self.horizon))
+        self._pca: tuple | None = None  # cache (std, vectors, eigenvalues, k, theta), rebuilt after learn
+
+    # -- input filters ----------------------------------------------------------------
+    def _init_keys(self, x: dict[str, float]) -> None:
+        self._keys = list(x)
+        pattern = re.compile(self.rate_of_change, re.IGNORECASE) if self.rate_of_change else None
+        self._roc = np.array([bool(pattern and pattern.search(k)) for k in self._keys], dtype=bool)
+        d = len(self._keys)
+        self._mean = np.zeros(d)
+        self._cov = np.zeros((d, d))
+
+    def _raw(self, x: dict[str, float]) -> np.ndarray:
+        fill = self._context[-1] if self._context else np.zeros(len(self._keys))
+        return to_array(x, self._keys, np.zeros(len(self._keys), dtype=bool), fill)
+
+    def _features(self, x: dict[str, float]) -> np.ndarray:
+        """The smoothed row, temperatures as change per row over the window."""
+        v = self._raw(x)
+        past = list(self._context)
+        window = past[len(past) - (self.smooth - 1):] if self.smooth > 1 else []
+        f = np.mean([*window, v], axis=0) if window else v
+        if self._roc.any():
+            slope = (f - past[0]) / len(past) if past else np.zeros_like(v)
+            f = np.where(self._roc, slope, f)
+        return f
+
+    def observe(self, x: dict[str, float]) -> None:
+        """x becomes input context for the rows that follow (the smoothing window)."""
+        if not self._keys:
+            self._init_keys(x)
+        self._context.append(self._raw(x))
+
+    # -- model ------------------------------------------------------------------------
+    def learn(self, x: dict[str, float]) -> None:
+        if not self._keys:
+            self._init_keys(x)
+        f = self._features(x)
+        self._n += 1
+        w = ew_weight(self._n, self.half_life)
+        delta = f - self._mean
+        self._mean = self._mean + w * delta
+        self._cov = (1.0 - w) * (self._cov + w * np.outer(delta, delta))
+        self._pca = None
+
+    def _decomposition(self) -> tuple:
+        if self._pca is None:
+            d = len(self._keys)
+            # 1 % of the value: below that, spread is sensor resolution, not behaviour. Measured on
+            # SKAB: a 0.1 % floor fits valve1 better but doubles false alarms on the anomaly-free day.
+            floor = variance_floor(self._mean, np.zeros(d, dtype=bool))
+            floor = np.where(self._roc, 1e-12, floor)  # rates of change sit near 0: no relative floor
+            std = np.sqrt(np.maximum(np.diag(self._cov), floor))
+            corr = self._cov / np.outer(std, std)
+            np.fill_diagonal(corr, 1.0)
+            values, vectors = np.linalg.eigh(corr)
+            order = np.argsort(values)[::-1]
+            values, vectors = np.maximum(values[order], 1e-3), vectors[:, order]
+            k = int(np.searchsorted(np.cumsum(values) / values.sum(), self.variance - 1e-12) + 1)
+            k = min(k, d)
+            theta = max(float(values[k:].sum()), 1e-3 * d)  # healthy mean of Q
+            self._pca = (std, vectors[:, :k], values[:k], k, theta)
+        return self._pca
+
+    def _z(self, x: dict[str, float]) -> np.ndarray:
+        std = self._decomposition()[0]
+        return np.clip((self._features(x) - self._mean) / std, -_Z_CLIP, _Z_CLIP)
+
+    def score(self, x: dict[str, float]) -> float:
+        if self._n < 2:
+            return 0.0
+        _, vectors, values, k, theta = self._decomposition()
+        z = self._z(x)
+        t = z @ vectors
+        t2 = float(np.sum(t * t / values)) / k
+        residual = z - vectors @ t
+        q = float(residual @ residual) / theta
+        s = 0.5 * (t2 + q)
+        return s if math.isfinite(s) else 1e12
+
+    def explain(self, x: dict[str, float]) -> dict[str, float]:
+        """|z| per channel: baseline standard deviations from its healthy (smoothed) mean."""
+        if self._n < 2:
+            return {k: 0.0 for k in x}
+        contrib = dict(zip(self._keys, np.abs(self._z(x)).tolist()))
+        return {k: contrib.get(k, 0.0) for k in x}
+
+    # -- persistence --------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "params": {
+                "variance": self.variance, "smooth": self.smooth,
+                "rate_of_change": self.rate_of_change, "horizon": self.horizon,
+                "half_life": self.half_life,
+            },
+            "keys": self._keys,
+            "n": self._n,
+            "mean": self._mean.tolist(),
+            "cov": self._cov.tolist(),
+            "context": [c.tolist() for c in self._context],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "PcaDetector":
+        det = cls(**state["params"])
+        if state["keys"]:
+            det._init_keys(dict.fromkeys(state["keys"], 0.0))
+        d = len(det._keys)
+        det._n = int(state["n"])
+        det._mean = np.array(state["mean"], dtype=float).reshape(d)
+        det._cov = np.array(state["cov"], dtype=float).reshape(d, d)
+        for c in state.get("context", []):
+            det._context.append(np.array(c, dtype=float).reshape(d))
+        return det
