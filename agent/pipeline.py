@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from agent import iso10816, sensor_health
 from agent.aggregates import Aggregator
 from agent.features import FeatureSpec, extract
 from agent.policy import AlertPolicy, PolicyConfig
@@ -71,6 +72,8 @@ class SensorPipeline:
             device=device, sensor=self.sensor,
         )
         self.aggregator = Aggregator(device, self.sensor, aggregate_interval)
+        self.iso = iso10816.from_sensor_config(sensor_cfg, device)  # physics check, needs no baseline
+        self.sensor_health = sensor_health.from_sensor_config(sensor_cfg)
         self.emit = emit
         self.log = log
         self.stats = SensorStats()
@@ -78,7 +81,10 @@ class SensorPipeline:
         self._last_log = 0.0
 
     # -- waveform front end -------------------------------------------------------------
-    def process(self, frame: Frame) -> None:
+    def process(self, frame: Frame | FeatureVector) -> None:
+        if isinstance(frame, FeatureVector):  # a transmitter's values (modbus): features already
+            self.handle(frame)
+            return
         k = len(frame.samples)
         self.stats.frames += 1
         self.stats.samples += k
@@ -98,12 +104,14 @@ class SensorPipeline:
         self.stats.last_score = value
         self.stats.last_window_ts = vector.ts
         self._show(vector, score)
-        alert = self.policy.update(score)
-        if alert is not None:
+        self.sensor_health.observe(vector.values)
+        for alert in (self.policy.update(score), self.iso.update(vector)):
+            if alert is None:
+                continue
             self.stats.alerts += 1
             if self.log:
                 self.log.warning(
-                    f"alert {alert.level}", sensor=self.sensor, score=round(alert.score, 3),
+                    f"alert {alert.level}", sensor=self.sensor, kind=alert.kind, score=round(alert.score, 3),
                     threshold=alert.threshold, id=alert.id,
                     reason=", ".join(f"{f}={v:.4g}" for f, v, _ in alert.reason),
                 )
@@ -142,6 +150,8 @@ class SensorPipeline:
         return os.path.join(storage_dir, "models", f"{self.sensor}.json")
 
     def save_state(self, storage_dir: str) -> None:
+        if not getattr(self.model, "learns", True):
+            return  # a signed bundle learns nothing; keep any saved on-device baseline as it was
         path = self.state_path(storage_dir)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp"

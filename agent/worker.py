@@ -20,9 +20,14 @@ from collections import deque
 
 from agent.logs import Every
 from agent.plausibility import PhysicalRange
-from agent.records import Alert
+from agent.records import Alert, FeatureVector
 
 OFFLINE_AFTER_S = 5.0  # no samples for this long (or a lost port) = sensor offline
+
+
+def _size(item) -> int:
+    """Samples in a queued item; a FeatureVector (modbus poll) counts as one."""
+    return 1 if isinstance(item, FeatureVector) else len(item.samples)
 
 
 class SensorWorker:
@@ -104,6 +109,9 @@ class SensorWorker:
             self._report_input_errors()
             if frame is None:
                 continue
+            if isinstance(frame, FeatureVector):  # a modbus poll: values, not samples to range-check
+                self._enqueue(frame)
+                continue
             frame = self.range.filter(frame)
             if frame is None:
                 continue
@@ -112,12 +120,12 @@ class SensorWorker:
     def _enqueue(self, frame) -> None:
         with self._cond:
             self._queue.append(frame)
-            self._queued += len(frame.samples)
+            self._queued += _size(frame)
             dropped = 0
             while self._queued > self._max_queued and len(self._queue) > 1:
                 old = self._queue.popleft()
-                self._queued -= len(old.samples)
-                dropped += len(old.samples)
+                self._queued -= _size(old)
+                dropped += _size(old)
             self._cond.notify()
         if dropped:
             self.dropped_samples += dropped

@@ -120,14 +120,20 @@ def serve(
     duration: float | None = None,
     rpm: float = 1780.0,
     stop: threading.Event | None = None,
+    modbus: dict | None = None,
 ) -> int:
     """Stream the simulated machine to a pty at `link` until SIGTERM/SIGINT, `stop` or `duration`.
 
     Returns the exit code: 0 when stopped, 1 when the link cannot be made, 2 for invalid usage
     (unknown protocol or fault).
     """
-    if protocol != "lines":
-        print(f"simulate: protocol {protocol!r} is not implemented yet (available: lines)", file=sys.stderr)
+    if protocol == "modbus":  # a polled slave, not a stream: its own server (drivers/modbus_slave.py)
+        from drivers.modbus_slave import serve_modbus
+
+        return serve_modbus(link, fault=fault, fault_at=fault_at, seed=seed, duration=duration, stop=stop,
+                            **(modbus or {}))
+    if protocol not in PROTOCOLS:
+        print(f"simulate: unknown protocol {protocol!r} (available: {', '.join(PROTOCOLS)})", file=sys.stderr)
         return 2
     try:
         machine = Machine(rate=rate, rpm=rpm, seed=seed, fault=fault, fault_at=fault_at)
@@ -152,6 +158,12 @@ def serve(
             flush=True,
         )
         block_n = max(1, round(rate * BLOCK_S))
+        if protocol == "frames":
+            from drivers.frames import stream_encoder
+
+            encode = stream_encoder(machine.channels, per_frame=block_n)
+        else:
+            encode = format_lines
         max_n = max(block_n, round(rate * MAX_BLOCK_S))
         produced = 0
         t0 = time.monotonic()
@@ -162,7 +174,7 @@ def serve(
                 due = min(due, end)
             while produced < due:
                 n = min(due - produced, max_n)
-                writer.write(format_lines(machine.generate(n), machine.channels))
+                writer.write(encode(machine.generate(n), machine.channels))
                 produced += n
             _discard_input(master)
             if end is not None and produced >= end:
@@ -211,6 +223,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long (default: run until stopped)"
     )
     parser.add_argument("--rpm", type=float, default=1780.0, metavar="RPM", help="shaft speed (default: 1780)")
+    from drivers.presets import PRESETS
+
+    modbus = parser.add_argument_group("modbus slave (--protocol modbus; SIGUSR1 unplugs/replugs it)")
+    modbus.add_argument("--preset", choices=sorted(PRESETS), default="qm30vt2", help="device to act as (default: qm30vt2)")
+    modbus.add_argument("--slave-id", type=int, default=None, metavar="N", help="unit id (default: the preset's)")
+    modbus.add_argument("--baudrate", type=int, default=None, metavar="BAUD",
+                        help="emulated line speed (default: the preset's)")
+    modbus.add_argument("--velocity", type=float, default=None, metavar="MM_S",
+                        help="healthy RMS velocity to report, mm/s (default: the preset's example)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -227,4 +248,6 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         duration=args.duration,
         rpm=args.rpm,
+        modbus={"preset": args.preset, "slave_id": args.slave_id, "baudrate": args.baudrate,
+                "velocity": args.velocity},
     )

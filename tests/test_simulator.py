@@ -209,5 +209,5 @@ def test_serve_drops_unread_data_without_blocking_and_honours_duration(tmp_path)
 
 
 def test_serve_refuses_unimplemented_protocols(tmp_path):
-    assert serve(str(tmp_path / "m"), protocol="modbus", duration=0.1) == 2
+    assert serve(str(tmp_path / "m"), protocol="canbus", duration=0.1) == 2  # lines, frames, modbus exist
     assert not os.path.lexists(tmp_path / "m")

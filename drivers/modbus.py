@@ -1,0 +1,251 @@
+"""`protocol: modbus`: poll a Modbus RTU (or TCP) transmitter; each poll is one FeatureVector.
+
+Industrial vibration transmitters compute their own RMS velocity, kurtosis, temperature...: the
+values are features already, so a poll skips windowing and enters the pipeline at `handle()`.
+pymodbus is imported here only, and only when a modbus sensor is configured.
+
+Registers are read in as few requests as possible (`plan_reads` merges neighbours), decoded by
+type, scaled, and named after the waveform features. Timeouts, replies that arrive garbled (CRC
+or framing errors), Modbus exception replies and retries are counted for the status topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from dataclasses import dataclass
+
+from agent.records import FeatureVector
+from drivers.presets import Register
+
+MAX_SPAN = 125  # registers per read request (Modbus limit for function 03/04)
+MAX_HOLE = 16  # read across a hole this small rather than sending one more request
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    table: str  # holding | input
+    address: int
+    count: int
+    registers: tuple[Register, ...]
+
+
+def plan_reads(registers: tuple[Register, ...] | list[Register]) -> list[Read]:
+    """Group registers into read requests: same table, near each other, at most MAX_SPAN long.
+
+    >>> from drivers.presets import QM30VT2, WTVB01
+    >>> [(r.table, r.address, r.count) for r in plan_reads(QM30VT2.registers)]
+    [('holding', 5201, 21)]
+    >>> [(r.table, r.address, r.count) for r in plan_reads(WTVB01.registers)]
+    [('holding', 52, 19)]
+    """
+    reads: list[Read] = []
+    ordered = sorted(registers, key=lambda r: (r.table, r.address))
+    group: list[Register] = []
+    for reg in ordered:
+        if group:
+            first, last = group[0], group[-1]
+            end = reg.address + reg.count
+            if reg.table != first.table or reg.address - (last.address + last.count) > MAX_HOLE \
+                    or end - first.address > MAX_SPAN:
+                reads.append(_read(group))
+                group = []
+        group.append(reg)
+    if group:
+        reads.append(_read(group))
+    return reads
+
+
+def _read(group: list[Register]) -> Read:
+    start = group[0].address
+    end = max(r.address + r.count for r in group)
+    return Read(group[0].table, start, end - start, tuple(group))
+
+
+def decode(reg: Register, words: list[int] | tuple[int, ...], word_order: str = "big") -> float:
+    """Physical value of `reg` from its raw 16-bit words (high word first unless word_order="little").
+
+    >>> from drivers.presets import Register
+    >>> decode(Register("temp.mean_c", 45204, "int16", scale=0.01), [0xFF38])
+    -2.0
+    >>> decode(Register("v", 40001, "float32"), [0x4048, 0xF5C3])
+    3.140000104904175
+    >>> decode(Register("n", 40001, "uint32"), [0x0000, 0x0001], word_order="little")
+    65536.0
+    """
+    if word_order == "little":
+        words = list(words)[::-1]
+    raw = struct.pack(f">{len(words)}H", *words)
+    fmt = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f"}[reg.type]
+    (value,) = struct.unpack(fmt, raw)
+    return float(value) * reg.scale if reg.scale != 1.0 else float(value)
+
+
+def encode(reg: Register, value: float, word_order: str = "big") -> list[int]:
+    """Raw words for a physical value (the simulated slave's side of `decode`).
+
+    >>> from drivers.presets import Register
+    >>> encode(Register("temp.mean_c", 45204, "int16", scale=0.01), -2.0)
+    [65336]
+    """
+    raw = value / reg.scale
+    if reg.type != "float32":
+        lo, hi = {"uint16": (0, 65535), "int16": (-32768, 32767), "uint32": (0, 2**32 - 1),
+                  "int32": (-(2**31), 2**31 - 1)}[reg.type]
+        raw = min(max(round(raw), lo), hi)
+    fmt = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f"}[reg.type]
+    words = list(struct.unpack(f">{reg.count}H", struct.pack(fmt, raw)))
+    return words[::-1] if word_order == "little" else words
+
+
+class ModbusSource:
+    """Polls one slave every `poll_interval` seconds (the Source contract of drivers/sources.py,
+    except that `read()` returns a FeatureVector: scalar values need no windowing).
+
+    `port` is a serial device or pyserial URL for RTU, or ``tcp://host:port`` for Modbus TCP.
+    `read()` returns None until the next poll is due, sleeping at most `max_wait` seconds, so the
+    worker stays responsive to stop and reload requests whatever the poll interval.
+    """
+
+    def __init__(
+        self, sensor: str, port: str, *, registers: tuple[Register, ...], slave_id: int = 1,
+        baudrate: int = 19200, parity: str = "N", poll_interval: float = 1.0, timeout: float = 1.0,
+        retries: int = 2, word_order: str = "big", max_wait: float = 0.2, log=None,
+    ) -> None:
+        self.sensor = sensor
+        self.channels = tuple(dict.fromkeys(r.name.split(".")[0] for r in registers))
+        self.registers = tuple(registers)
+        self.reads = plan_reads(self.registers)
+        self.slave_id = slave_id
+        self.poll_interval = poll_interval
+        self.word_order = word_order
+        self.max_wait = max_wait
+        self.log = log
+        self.port = port
+        self._client = _make_client(port, baudrate, parity, timeout, retries, self._trace)
+        self._next_poll = time.monotonic()
+        self._online = False
+        self._ever_online = False
+        self._rx_seen = False
+        self.counts = {"polls": 0, "polls_ok": 0, "timeouts": 0, "crc_errors": 0, "exceptions": 0,
+                       "retries": 0}
+        self.last_error: str | None = None
+        self.last_poll_ms: float | None = None
+
+    @property
+    def online(self) -> bool:
+        return self._online
+
+    def read(self) -> FeatureVector | None:
+        wait = self._next_poll - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, self.max_wait))
+            if time.monotonic() < self._next_poll:
+                return None
+        # Schedule from the plan, not from now, so polls do not drift by their own duration.
+        self._next_poll = max(self._next_poll + self.poll_interval, time.monotonic())
+        return self.poll()
+
+    def poll(self) -> FeatureVector | None:
+        """One complete read of every register; None (and counted) when any request fails."""
+        self.counts["polls"] += 1
+        t0 = time.perf_counter()
+        values: dict[str, float] = {}
+        for read in self.reads:
+            words = self._request(read)
+            if words is None:
+                self._set_online(False)
+                return None
+            for reg in read.registers:
+                i = reg.address - read.address
+                values[reg.name] = decode(reg, words[i:i + reg.count], self.word_order)
+        self.last_poll_ms = (time.perf_counter() - t0) * 1000
+        self.counts["polls_ok"] += 1
+        self._set_online(True)
+        # Feature order follows the register map, so aggregates and models see a stable layout.
+        return FeatureVector(self.sensor, time.time(), {r.name: values[r.name] for r in self.registers})
+
+    def _request(self, read: Read) -> list[int] | None:
+        from pymodbus.exceptions import ModbusException
+
+        fn = self._client.read_holding_registers if read.table == "holding" \
+            else self._client.read_input_registers
+        self._rx_seen = False
+        try:
+            response = fn(read.address, count=read.count, device_id=self.slave_id)
+        except ModbusException as exc:
+            # Bytes came back but never made a valid reply: CRC or framing damage on the line.
+            self.counts["crc_errors" if self._rx_seen else "timeouts"] += 1
+            self.last_error = str(exc)
+            return None
+        except OSError as exc:  # the port vanished under pymodbus
+            self.counts["timeouts"] += 1
+            self.last_error = str(exc)
+            self._client.close()
+            return None
+        self.counts["retries"] += getattr(response, "retries", 0) or 0
+        if response.isError():
+            self.counts["exceptions"] += 1
+            self.last_error = f"modbus exception reply {response}"
+            return None
+        return list(response.registers)
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        if not sending and data:
+            self._rx_seen = True
+        return data
+
+    def _set_online(self, online: bool) -> None:
+        if online == self._online:
+            return
+        self._online = online
+        if self.log:
+            if online:
+                self.log.info("modbus slave answering", sensor=self.sensor, port=self.port,
+                              slave_id=self.slave_id, recovered=self._ever_online)
+            else:
+                self.log.warning("modbus slave not answering", sensor=self.sensor, port=self.port,
+                                 slave_id=self.slave_id, error=self.last_error)
+        self._ever_online = self._ever_online or online
+
+    def counters(self) -> dict:
+        out = dict(self.counts)
+        if self.last_poll_ms is not None:
+            out["last_poll_ms"] = round(self.last_poll_ms, 2)
+        if self.last_error and not self._online:
+            out["last_error"] = self.last_error
+        return out
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _make_client(port: str, baudrate: int, parity: str, timeout: float, retries: int, trace):
+    from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+
+    # pymodbus logs every failed request at ERROR; we count them and log state changes instead.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    if port.startswith("tcp://"):
+        host, _, tcp_port = port[len("tcp://"):].rpartition(":")
+        return ModbusTcpClient(host or "localhost", port=int(tcp_port or 502), timeout=timeout, retries=retries,
+                               trace_packet=trace)
+    return ModbusSerialClient(port, baudrate=baudrate, parity=parity, timeout=timeout, retries=retries,
+                              trace_packet=trace)
+
+
+def open_modbus(sensor_cfg, log=None) -> ModbusSource:
+    """The ModbusSource a sensor's config asks for: its preset's map, plus/overridden by `registers:`."""
+    from drivers.presets import get_preset
+
+    registers: dict[str, Register] = {}
+    if sensor_cfg.preset:
+        registers = {r.name: r for r in get_preset(sensor_cfg.preset).registers}
+    for spec in sensor_cfg.registers:
+        registers[spec.name] = Register(spec.name, spec.number, spec.type, spec.scale, spec.unit,
+                                        tuple(spec.range) if spec.range else None)
+    return ModbusSource(
+        sensor_cfg.name, sensor_cfg.port, registers=tuple(registers.values()), slave_id=sensor_cfg.slave_id,
+        baudrate=sensor_cfg.baudrate, parity=sensor_cfg.parity, poll_interval=sensor_cfg.poll_interval,
+        timeout=sensor_cfg.timeout, retries=sensor_cfg.retries, word_order=sensor_cfg.word_order, log=log,
+    )
