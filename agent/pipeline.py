@@ -186,7 +186,12 @@ class SensorPipeline:
             return False
         return True
 
-    def spec_names(self):
+    def spec_names(self) -> list[str]:
+        """What a saved baseline was learned on: a baseline is reused only for the same
+        protocol, preset/register map and feature set (a different map = different features)."""
         from agent.features import feature_names
 
-        return feature_names(self.spec)
+        cfg = self.cfg
+        source = [f"protocol={cfg.protocol}", f"preset={getattr(cfg, 'preset', None)}",
+                  f"registers={getattr(cfg, 'registers', None)!r}"]
+        return source + list(feature_names(self.spec))
