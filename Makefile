@@ -5,12 +5,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test venv install-mosquitto check clean
+.PHONY: run test venv install-mosquitto install-systemd-tools install uninstall check clean
 
 run: $(VENV)/.installed
 	$(BIN)/pdm-agent run --config config.yaml
 
-test: $(VENV)/.installed-test install-mosquitto
+test: $(VENV)/.installed-test install-mosquitto install-systemd-tools
 	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m pytest
 
 check: $(VENV)/.installed
@@ -40,6 +40,24 @@ install-mosquitto:
 	else \
 	  echo "error: the tests need the Mosquitto broker; install it: sudo apt-get install mosquitto" >&2; exit 1; \
 	fi
+
+# The unit-file tests need systemd-analyze (package systemd; in a container that is just the
+# binaries) and python3-seccomp (to run the agent inside the unit's syscall filter).
+install-systemd-tools:
+	@if command -v systemd-analyze >/dev/null 2>&1 && /usr/bin/python3 -c 'import seccomp' 2>/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing systemd-analyze and python3-seccomp (unit file tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd python3-seccomp; \
+	else \
+	  echo "error: the unit file tests need: sudo apt-get install systemd python3-seccomp" >&2; exit 1; \
+	fi
+
+# As a service on this machine: venv in /opt/pdm-agent, config in /etc/pdm-agent (see systemd/README.md).
+install:
+	sh systemd/install.sh
+
+uninstall:
+	sh systemd/uninstall.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

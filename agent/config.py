@@ -137,7 +137,8 @@ class MqttConfig(Section):
                 return None
         else:
             return None
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
+        # An empty file means no password: the installer ships the credential file empty.
+        return path.read_text(encoding="utf-8").rstrip("\r\n") or None
 
 
 def _state_dir() -> Path:
@@ -211,6 +212,58 @@ class AlertsConfig(Section):
 Band = tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(gt=0)]]
 
 
+class RegisterConfig(Section):
+    """One Modbus register to poll (adds to, or by name replaces, the preset's map)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_]+$", description="feature name <channel>.<feature>")
+    number: int = Field(description="Modicon register number: 4xxxx/4xxxxx holding, 3xxxx/3xxxxx input")
+    type: Literal["uint16", "int16", "uint32", "int32", "float32"] = "uint16"
+    scale: float = Field(1.0, description="value = raw * scale")
+    unit: str = ""
+    range: Optional[tuple[float, float]] = Field(None, description="physically possible [min, max]")
+
+    @field_validator("number")
+    @classmethod
+    def _modicon(cls, number: int) -> int:
+        from drivers.presets import modicon
+
+        try:
+            modicon(number)
+        except ValueError as exc:
+            raise _rule((), str(exc)) from None
+        return number
+
+
+class IsoSection(Section):
+    """ISO 10816-3 velocity zones (agent/iso10816.py)."""
+
+    enabled: bool = True
+    machine_class: Literal["group1-rigid", "group1-flexible", "group2-rigid", "group2-flexible"] = "group2-rigid"
+    boundaries: Optional[tuple[float, float, float]] = Field(
+        None, description="A/B, B/C, C/D in mm/s; default from machine_class (group2-rigid: 1.4, 2.8, 4.5)"
+    )
+    debounce_n: int = Field(2, ge=1, description="consecutive readings in a zone before its alert")
+    hysteresis: float = Field(0.1, ge=0, lt=1, description="leave a zone only below boundary*(1-hysteresis)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IsoSection:
+        if self.boundaries is not None and not 0 < self.boundaries[0] < self.boundaries[1] < self.boundaries[2]:
+            raise _rule(("boundaries",), "must be increasing and positive: [A/B, B/C, C/D] mm/s")
+        return self
+
+    def effective_boundaries(self) -> tuple[float, float, float]:
+        from agent.iso10816 import CLASSES
+
+        return tuple(self.boundaries) if self.boundaries is not None else CLASSES[self.machine_class]
+
+
+class HealthSection(Section):
+    """Sensor health (agent/sensor_health.py), reported in the status topic."""
+
+    offline_after_s: Optional[float] = Field(None, gt=0, description="default: max(10, 3 * poll_interval)")
+    stuck_after_s: float = Field(600, gt=0, description="a value unchanged this long is 'stuck'")
+
+
 class SensorConfig(Section):
     name: Name
     port: Optional[str] = Field(None, min_length=1, description="device path or pyserial URL; none for sim")
@@ -231,6 +284,42 @@ class SensorConfig(Section):
     preset: Optional[str] = Field(None, description="modbus: device model, e.g. qm30vt2")
     slave_id: int = Field(1, ge=1, le=247, description="modbus unit id")
     poll_interval: float = Field(1.0, gt=0, description="modbus: seconds between polls")
+    parity: Literal["N", "E", "O"] = Field("N", description="modbus RTU: N, E or O")
+    timeout: float = Field(1.0, gt=0, description="modbus: seconds to wait for each reply")
+    retries: int = Field(2, ge=0, le=10, description="modbus: re-sends before a poll counts as failed")
+    word_order: Literal["big", "little"] = Field("big", description="modbus 32-bit values: high word first?")
+    registers: list[RegisterConfig] = Field(default_factory=list, description="modbus: extra/overriding registers")
+    iso10816: IsoSection = Field(default_factory=IsoSection)
+    health: HealthSection = Field(default_factory=HealthSection)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: Optional[str]) -> Optional[str]:
+        from drivers.presets import get_preset
+
+        if preset is not None:
+            try:
+                get_preset(preset)
+            except ValueError as exc:
+                raise _rule((), str(exc)) from None
+        return preset
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        """A preset brings its device's factory line settings unless the operator set them."""
+        from drivers.presets import PRESETS
+
+        if isinstance(data, dict) and data.get("protocol") == "modbus" and data.get("preset") in PRESETS:
+            preset = PRESETS[data["preset"]]
+            data = {"baudrate": preset.baudrate, "slave_id": preset.slave_id, "parity": preset.parity, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _modbus_needs_a_map(self) -> SensorConfig:
+        if self.protocol == "modbus" and self.preset is None and not self.registers:
+            raise _rule(("preset",), "a modbus sensor needs a preset (qm30vt2, wtvb01) or registers")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -302,8 +391,14 @@ class LoggingConfig(Section):
     )
 
 
+class HomeAssistantConfig(Section):
+    enabled: bool = Field(False, description="publish Home Assistant MQTT discovery (retained) for this device")
+    discovery_prefix: str = Field("homeassistant", pattern=TOPIC_PATTERN, description="Home Assistant's discovery prefix")
+
+
 class ModelsConfig(Section):
     trusted_keys: list[Path] = Field(default_factory=list, description="Ed25519 public keys for bundles")
+    watch_interval_s: float = Field(2.0, gt=0, description="how often bundle paths are checked for a new bundle")
 
 
 class Config(Section):
@@ -316,6 +411,7 @@ class Config(Section):
     aggregates: AggregatesConfig = Field(default_factory=AggregatesConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
+    homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
 
     @model_validator(mode="after")
     def _across_sensors(self) -> Config:

@@ -193,5 +193,6 @@ class SensorPipeline:
 
         cfg = self.cfg
         source = [f"protocol={cfg.protocol}", f"preset={getattr(cfg, 'preset', None)}",
-                  f"registers={getattr(cfg, 'registers', None)!r}"]
+                  f"registers={getattr(cfg, 'registers', None)!r}",
+                  f"detector={cfg.detector.type}:{sorted(dict(cfg.detector.params).items())!r}"]
         return source + list(feature_names(self.spec))

@@ -38,6 +38,7 @@ from agent.outbox import Outbox
 from agent.records import iso_utc
 
 IDLE_POLL_S = 0.2  # how soon a row put by the pipeline is noticed when nothing else wakes us
+RETAINED_MAX = 4  # extra retained messages per connect (Home Assistant discovery needs one)
 
 
 class Publisher:
@@ -66,6 +67,7 @@ class Publisher:
         reconnect_max_s: float = 60,
         max_inflight: int = 20,
         status_interval_s: float = 30,
+        retained: Callable[[], list[tuple[str, bytes]]] | None = None,
         log=None,
     ) -> None:
         self.host = host
@@ -79,6 +81,7 @@ class Publisher:
         self.keepalive = keepalive
         self.max_inflight = max(1, int(max_inflight))
         self.status_interval_s = status_interval_s
+        self.retained = retained  # (topic, payload) pairs published retained after every connect
         self.log = log if log is not None else structlog.get_logger("pdm-agent.publisher")
 
         self._client = mqtt.Client(
@@ -95,7 +98,7 @@ class Publisher:
         self._client.max_inflight_messages_set(self.max_inflight)
         # Room for the window plus a few status messages; beyond that publish() refuses
         # rather than growing paho's memory queue (the outbox is the queue).
-        self._client.max_queued_messages_set(self.max_inflight + 4)
+        self._client.max_queued_messages_set(self.max_inflight + 4 + (RETAINED_MAX if retained else 0))
         self._client.on_pre_connect = self._on_pre_connect
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
@@ -131,6 +134,12 @@ class Publisher:
     def connected(self) -> bool:
         with self._cond:
             return self._connected
+
+    def announce(self) -> None:
+        """Publish the status and the `retained` extras again now (e.g. after a reload)."""
+        with self._cond:
+            self._status_due = True
+            self._cond.notify_all()
 
     def start(self) -> None:
         """Connect in the background and start draining; returns at once."""
@@ -257,6 +266,9 @@ class Publisher:
                 if not connected or self._stopping.is_set():
                     continue
                 now = time.monotonic()
+                if status_due and self.retained is not None:
+                    for topic, payload in self.retained()[:RETAINED_MAX]:
+                        self._client.publish(topic, payload, qos=1, retain=True)
                 if status_due or now >= next_status:
                     self._publish_status("online")
                     next_status = now + self.status_interval_s

@@ -22,7 +22,7 @@ from agent.logs import Every
 from agent.outbox import Outbox
 from agent.pipeline import SensorPipeline
 from agent.publisher import Publisher
-from agent.records import Aggregate, Alert
+from agent.records import Aggregate, Alert, iso_utc
 from agent.systemd import Notifier
 from agent.worker import SensorWorker
 
@@ -42,11 +42,16 @@ class Service:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.workers: dict[str, SensorWorker] = {}
-        self.models = ModelManager(self.cfg.models.trusted_keys, log)  # signed bundles, hot swap
+        self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s)  # bundles
         self._dropped_logged = 0
         self._warn_drop = Every(30.0)
         self.outbox: Outbox | None = None
         self.publisher: Publisher | None = None
+        self.stall_s = STALL_S
+        self._discovery = None
+        self._discovery_key = None
+        self.last_reload: dict = {"ts": None, "result": "none"}
+        self._status_text = ""
 
     # -- signals: set a flag, nothing more -------------------------------------------------
     def install_signals(self) -> None:
@@ -86,7 +91,18 @@ class Service:
             reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
             max_inflight=m.max_inflight, status_interval_s=m.status_interval_s,
             outbox=self.outbox, health=self.health, version=__version__, log=self.log,
+            retained=self._discovery_messages,
         )
+
+    def _discovery_messages(self) -> list[tuple[str, bytes]]:
+        """Home Assistant discovery (off by default): retained, after every connect."""
+        ha = self.cfg.homeassistant
+        key = (ha.discovery_prefix, self.cfg.mqtt.topic_prefix, self.cfg.device.id)
+        if self._discovery is None or self._discovery_key != key:
+            from agent.discovery import Discovery
+
+            self._discovery, self._discovery_key = Discovery(*key, __version__), key
+        return self._discovery.messages(ha.enabled, [s.name for s in self.cfg.sensors])
 
     def _make_worker(self, sensor_cfg) -> SensorWorker:
         pipeline = SensorPipeline(
@@ -145,6 +161,10 @@ class Service:
                 if self.healthy():
                     if self.notifier.watchdog_interval:
                         self.notifier.watchdog()
+                summary = self.summary()
+                if summary != self._status_text:  # `systemctl status` shows the current line
+                    self._status_text = summary
+                    self.notifier.status(summary)
                 if time.monotonic() - last_save > SAVE_EVERY_S:
                     last_save = time.monotonic()
                     for worker in list(self.workers.values()):
@@ -154,8 +174,8 @@ class Service:
         return 0
 
     def healthy(self) -> bool:
-        stalled = [f"{n}.{stage}" for n, w in self.workers.items() for stage in w.stalled(STALL_S)]
-        if self.publisher is not None and time.monotonic() - self.publisher.beat > STALL_S:
+        stalled = [f"{n}.{stage}" for n, w in self.workers.items() for stage in w.stalled(self.stall_s)]
+        if self.publisher is not None and time.monotonic() - self.publisher.beat > self.stall_s:
             stalled.append("publisher")
         if stalled:
             self.log.error("stalled sensor workers; watchdog not fed", sensors=stalled)
@@ -181,9 +201,19 @@ class Service:
         except ConfigError as exc:
             for line in exc.errors:
                 self.log.error("reload refused, invalid config; keeping the running one", error=line)
+            self.last_reload = {"ts": iso_utc(time.time()), "result": "refused", "errors": list(exc.errors)[:5]}
             self.notifier.ready(self.summary())
             return
         old, self.cfg = self.cfg, new
+        self.last_reload = {"ts": iso_utc(time.time()), "result": "applied"}
+        if new.logging != old.logging:
+            from agent import logs
+
+            logs.configure(new.logging.level, new.logging.format)
+        if new.storage != old.storage:
+            self.log.warning("storage settings change on restart only; keeping the open outbox",
+                             dir=str(old.storage.dir))
+            self.cfg = new.model_copy(update={"storage": old.storage})
         if new.mqtt != old.mqtt or new.device != old.device:
             self.log.info("mqtt settings changed; reconnecting")
             self.publisher.stop()
@@ -201,6 +231,8 @@ class Service:
         for name, scfg in new_sensors.items():
             if name not in self.workers:
                 self._start_worker(scfg)
+        if new.homeassistant != old.homeassistant or (new.homeassistant.enabled and old_sensors.keys() != new_sensors.keys()):
+            self.publisher.announce()  # Home Assistant discovery follows the new sensor list
         self.log.info("configuration reloaded", sensors=list(new_sensors))
         self.notifier.ready(self.summary())
 
@@ -230,6 +262,7 @@ class Service:
             "cpu_percent": self.cpu.percent(),
             "sensors": sensors,
             "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {}},
+            "config": {"path": self.config_path, "reload": self.last_reload},
         }
 
     def summary(self) -> str:
