@@ -9,7 +9,8 @@ pymodbus opens its port by path, and so does the agent, but a pty has only one p
 side). So there are two ptys and a relay thread between their masters; the relay also
 - holds every chunk for the time it would take on the wire at `baudrate` (10 bits per byte), so
   poll timings are those of a real RS-485 line, not of an instant pty;
-- drops everything while the slave is "unplugged": SIGUSR1 toggles that, to show an agent's
+- drops everything while the slave is "unplugged": SIGUSR1 unplugs, SIGUSR2 plugs back in
+  (idempotent, so a test may repeat a signal), to show an agent's
   offline detection and recovery (`kill -USR1 <pid>`).
 """
 
@@ -104,13 +105,14 @@ def serve_modbus(
     relay = _Relay(outer[0], inner_master, baudrate, stop)
     restore = _install_signal_handlers(stop)
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGUSR1, lambda *_: relay.toggle())
+        signal.signal(signal.SIGUSR1, lambda *_: relay.plug(False))
+        signal.signal(signal.SIGUSR2, lambda *_: relay.plug(True))
     relay_thread = threading.Thread(target=relay.run, name="modbus-relay", daemon=True)
     relay_thread.start()
     print(
         f"simulate: {link} -> {outer[2]}, protocol modbus, preset {spec.name} ({spec.title}), "
         f"slave id {slave_id}, {baudrate} baud (emulated), "
-        f"{'healthy' if fault is None else f'fault {fault} at {fault_at:g} s'}; SIGUSR1 unplugs/replugs",
+        f"{'healthy' if fault is None else f'fault {fault} at {fault_at:g} s'}; SIGUSR1 unplugs, SIGUSR2 replugs",
         file=sys.stderr, flush=True,
     )
     try:
@@ -174,9 +176,11 @@ class _Relay:
         self.requests = 0
         self.dropped = 0
 
-    def toggle(self) -> None:
-        self.unplugged = not self.unplugged
-        print(f"simulate: slave {'unplugged (silent)' if self.unplugged else 'plugged in again'}",
+    def plug(self, plugged: bool) -> None:
+        if self.unplugged != plugged:
+            return
+        self.unplugged = not plugged
+        print(f"simulate: slave {'plugged in again' if plugged else 'unplugged (silent)'}",
               file=sys.stderr, flush=True)
 
     def run(self) -> None:

@@ -225,7 +225,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rpm", type=float, default=1780.0, metavar="RPM", help="shaft speed (default: 1780)")
     from drivers.presets import PRESETS
 
-    modbus = parser.add_argument_group("modbus slave (--protocol modbus; SIGUSR1 unplugs/replugs it)")
+    modbus = parser.add_argument_group("modbus slave (--protocol modbus; SIGUSR1 unplugs it, SIGUSR2 plugs it back)")
     modbus.add_argument("--preset", choices=sorted(PRESETS), default="qm30vt2", help="device to act as (default: qm30vt2)")
     modbus.add_argument("--slave-id", type=int, default=None, metavar="N", help="unit id (default: the preset's)")
     modbus.add_argument("--baudrate", type=int, default=None, metavar="BAUD",

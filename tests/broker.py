@@ -177,7 +177,8 @@ class Subscriber:
             while not predicate(self.messages):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"condition not met in {timeout}s; got {self.messages!r}")
+                    raise TimeoutError(f"condition not met in {timeout}s; {len(self.messages)} messages, "
+                                       f"last: {self.messages[-3:]!r}"[:3000])
                 self._cond.wait(remaining)
             return list(self.messages)
 
