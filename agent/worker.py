@@ -134,8 +134,7 @@ class SensorWorker:
                                  sensor=self.cfg.name, dropped_samples=self.dropped_samples)
 
     def _report_input_errors(self) -> None:
-        counters = self.source.counters()
-        errors = counters.get("line_errors") or counters.get("errors") or {}
+        errors = self.source.input_errors() if hasattr(self.source, "input_errors") else {}
         total = sum(v for v in errors.values() if isinstance(v, int)) + self.range.dropped
         if total > self._input_errors and self._warn_input.ready():
             self._input_errors = total

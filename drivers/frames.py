@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import binascii
 import struct
-import time
 
 import numpy as np
 
-from agent.records import Frame
+from drivers.sources import SerialStreamSource
 
 SYNC = b"\xa5\x5a"
 VERSION = 1
@@ -188,6 +187,10 @@ class FrameDecoder:
         self._next_seq = (seq + 1) % SEQ_MOD
         self.last_sequence = seq
 
+    def input_errors(self) -> dict:
+        return {"crc_errors": self.crc_errors, "bad_headers": self.bad_headers,
+                "wrong_channels": self.wrong_channels, "frames_lost": self.frames_lost}
+
     def counters(self) -> dict:
         return {
             "frames_ok": self.frames_ok, "samples": self.samples, "crc_errors": self.crc_errors,
@@ -215,40 +218,8 @@ def _samples(buf: bytearray, pos: int, dtype: np.dtype, n: int, c: int) -> np.nd
     return raw.reshape(n, c) * scales
 
 
-class SerialFramesSource:
+class SerialFramesSource(SerialStreamSource):
     """`protocol: frames` over a serial port or pyserial URL (the Source contract of drivers/sources.py)."""
 
     def __init__(self, sensor: str, port: str, baudrate: int, channels: tuple[str, ...], log=None) -> None:
-        from drivers.transport import SerialTransport
-
-        self.sensor = sensor
-        self.channels = tuple(channels)
-        self._transport = SerialTransport(port, baudrate=baudrate, log=log)
-        self.decoder = FrameDecoder(len(self.channels))
-        self._reconnects = 0
-
-    @property
-    def online(self) -> bool:
-        return self._transport.online
-
-    def read(self) -> Frame | None:
-        data = self._transport.read()
-        if self._transport.reconnects != self._reconnects:
-            self._reconnects = self._transport.reconnects
-            self.decoder.reset()
-        if not data:
-            return None
-        rows = self.decoder.feed(data)
-        if not len(rows):
-            return None
-        return Frame(self.sensor, time.time(), self.channels, rows)
-
-    def counters(self) -> dict:
-        return {
-            **self.decoder.counters(),
-            "reconnects": self._transport.reconnects,
-            "bytes_read": self._transport.bytes_read,
-        }
-
-    def close(self) -> None:
-        self._transport.close()
+        super().__init__(sensor, port, baudrate, channels, FrameDecoder(len(channels)), log=log)

@@ -94,6 +94,12 @@ class LinesParser:
             rows = self._parse_lines(block)
         return rows
 
+    def input_errors(self) -> dict:
+        return dict(self.errors)
+
+    def counters(self) -> dict:
+        return {"lines_ok": self.lines_ok, "line_errors": dict(self.errors)}
+
     def reset(self) -> None:
         """Forget the incomplete tail, e.g. after the port reconnected: the old stream's
         half line must not be glued to the new stream's first bytes."""

@@ -29,14 +29,16 @@ class Source(Protocol):
 
     def counters(self) -> dict: ...
 
+    def input_errors(self) -> dict: ...
+
     def close(self) -> None: ...
 
 
-class SerialLinesSource:
-    """`protocol: lines` over a serial port or pyserial URL."""
+class SerialStreamSource:
+    """A byte-stream protocol over a serial port or pyserial URL: the transport's blocks go
+    through a decoder (`feed(bytes) -> rows`, `reset()`, `counters()`, `input_errors()`)."""
 
-    def __init__(self, sensor: str, port: str, baudrate: int, channels: tuple[str, ...], log=None) -> None:
-        from drivers.lines import LinesParser
+    def __init__(self, sensor: str, port: str, baudrate: int, channels: tuple[str, ...], decoder, log=None) -> None:
         from drivers.transport import SerialTransport
 
         self.sensor = sensor
@@ -44,7 +46,7 @@ class SerialLinesSource:
         # Re-opening a device node is cheap, and a replugged sensor should be back within
         # seconds: cap the back-off well below the transport's generic 30 s.
         self._transport = SerialTransport(port, baudrate=baudrate, backoff_max=RECONNECT_MAX_S, log=log)
-        self._parser = LinesParser(len(self.channels))
+        self.decoder = decoder
         self._reconnects = 0
 
     @property
@@ -54,26 +56,38 @@ class SerialLinesSource:
     def read(self) -> Frame | None:
         data = self._transport.read()
         if self._transport.reconnects != self._reconnects:
-            # A half line from before the unplug must not be glued to the first new one.
+            # A partial line or frame from before the unplug must not be glued to the new data.
             self._reconnects = self._transport.reconnects
-            self._parser.reset()
+            self.decoder.reset()
         if not data:
             return None
-        rows = self._parser.feed(data)
+        rows = self.decoder.feed(data)
         if not len(rows):
             return None
         return Frame(self.sensor, time.time(), self.channels, rows)
 
+    def input_errors(self) -> dict:
+        """Counts of input dropped as invalid, by kind (for rate-limited logging)."""
+        return self.decoder.input_errors()
+
     def counters(self) -> dict:
         return {
-            "lines_ok": self._parser.lines_ok,
-            "line_errors": dict(self._parser.errors),
+            **self.decoder.counters(),
             "reconnects": self._transport.reconnects,
             "bytes_read": self._transport.bytes_read,
         }
 
     def close(self) -> None:
         self._transport.close()
+
+
+class SerialLinesSource(SerialStreamSource):
+    """`protocol: lines`: one ASCII line of comma-separated values per sample."""
+
+    def __init__(self, sensor: str, port: str, baudrate: int, channels: tuple[str, ...], log=None) -> None:
+        from drivers.lines import LinesParser
+
+        super().__init__(sensor, port, baudrate, channels, LinesParser(len(channels)), log=log)
 
 
 class SimSource:
@@ -120,6 +134,9 @@ class SimSource:
 
     def counters(self) -> dict:
         return {"samples": self._sent}
+
+    def input_errors(self) -> dict:
+        return {}
 
     def close(self) -> None:
         pass
