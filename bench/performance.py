@@ -4,7 +4,7 @@
     .venv/bin/python bench/performance.py --quick    # ~1.5 min, fewer repeats, shorter runs
     .venv/bin/python bench/performance.py --only throughput latency footprint startup
 
-1. Throughput through a real pty. A forked writer pushes pre-formatted `lines` data (the simulated
+1. Throughput through a real pty. A writer thread pushes pre-formatted `lines` data (the simulated
    machine, ax,ay,az,temp at 3.2 kHz, drivers/pty_server.format_lines) into a pty as fast as the
    reader takes it. Measured on the same bytes, in turn: (a) raw: `SerialTransport.read()` only, the
    physical limit of this pty; (b) the pipeline: `SerialLinesSource` -> `SensorPipeline.process`
@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -65,23 +66,28 @@ def machine_lines(seconds: float, seed: int = 1) -> tuple[np.ndarray, bytes]:
     return samples, format_lines(samples)
 
 
-def start_writer(master: int, data: bytes, repeats: int) -> int:
-    """Fork a process that writes `data` `repeats` times into the pty master, blocking when full."""
-    pid = os.fork()
-    if pid == 0:  # child: only os-level calls, then _exit
-        code = 0
-        try:
-            os.set_blocking(master, True)
-            view = memoryview(data)
-            for _ in range(repeats):
-                off = 0
-                while off < len(view):
-                    off += os.write(master, view[off : off + 65536])
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    return pid
+def start_writer(master: int, data: bytes, repeats: int, go: threading.Event) -> threading.Thread:
+    """A thread that writes `data` `repeats` times into the pty master, blocking while it is full.
+
+    It starts on `go`, set by the reader once its port is open: opening flushes the tty's
+    input (pyserial), which would lose whatever was written before.
+
+    os.write releases the GIL, so the kernel's copying runs on the other core; the loop around
+    it is a few Python bytecodes per 64 KiB. (A forked writer process stalled on this kernel.)
+    """
+    def write() -> None:
+        if not go.wait(30):
+            return
+        os.set_blocking(master, True)
+        view = memoryview(data)
+        for _ in range(repeats):
+            off = 0
+            while off < len(view):
+                off += os.write(master, view[off : off + 65536])
+
+    thread = threading.Thread(target=write, name="pty-writer", daemon=True)
+    thread.start()
+    return thread
 
 
 def sensor_config(name: str, port: str | None, **extra):
@@ -137,11 +143,13 @@ def pump(tmp: Path, tag: str, data: bytes, repeats: int, consume) -> tuple[float
     link = tmp / f"tty-{tag}"
     master, slave, _ = open_pty_link(str(link))
     try:
-        pid = start_writer(master, data, repeats)
+        go = threading.Event()
+        writer = start_writer(master, data, repeats, go)
         try:
-            seconds = consume(str(link), len(data) * repeats)
+            seconds = consume(str(link), len(data) * repeats, go)
         finally:
-            os.waitpid(pid, 0)
+            go.set()
+            writer.join(5)
     finally:
         os.close(master)
         os.close(slave)
@@ -149,14 +157,24 @@ def pump(tmp: Path, tag: str, data: bytes, repeats: int, consume) -> tuple[float
     return seconds, len(data) * repeats
 
 
-def consume_raw(port: str, total: int) -> float:
+def starved(first, last) -> bool:
+    if first is not None and time.perf_counter() - last > 5:
+        raise RuntimeError("reader starved: bytes were lost or the writer stopped")
+    return False
+
+
+def consume_raw(port: str, total: int, go: threading.Event) -> float:
     from drivers.transport import SerialTransport
 
-    transport = SerialTransport(port, read_timeout=0.5)
-    got, first = 0, None
+    transport = SerialTransport(port, read_timeout=0.2)
+    transport.read()  # opens the port (nothing to read yet)
+    go.set()
+    got, first, last = 0, None, time.perf_counter()
     try:
-        while got < total:
+        while got < total and not starved(first, last):
             data = transport.read()
+            if data:
+                last = time.perf_counter()
             if data and first is None:
                 first = time.perf_counter()  # every mode's clock starts at its first data
             got += len(data)
@@ -166,16 +184,19 @@ def consume_raw(port: str, total: int) -> float:
 
 
 def consume_pipeline(pipeline, n_samples: int):
-    def consume(port: str, total: int) -> float:
+    def consume(port: str, total: int, go: threading.Event) -> float:
         from drivers.sources import SerialLinesSource
 
         source = SerialLinesSource("pump1", port, 115200, CHANNELS)
-        got, first = 0, None
+        source.read()  # opens the port
+        go.set()
+        got, first, last = 0, None, time.perf_counter()
         try:
-            while got < n_samples:
+            while got < n_samples and not starved(first, last):
                 frame = source.read()
                 if frame is None:
                     continue
+                last = time.perf_counter()
                 if first is None:
                     first = time.perf_counter()
                 pipeline.process(frame)
@@ -187,16 +208,19 @@ def consume_pipeline(pipeline, n_samples: int):
 
 
 def consume_naive(naive, n_samples: int):
-    def consume(port: str, total: int) -> float:
+    def consume(port: str, total: int, go: threading.Event) -> float:
         from drivers.transport import SerialTransport
 
-        transport = SerialTransport(port, read_timeout=0.5)
-        got, first = 0, None
+        transport = SerialTransport(port, read_timeout=0.2)
+        transport.read()  # opens the port
+        go.set()
+        got, first, last = 0, None, time.perf_counter()
         try:
-            while got < n_samples:
+            while got < n_samples and not starved(first, last):
                 data = transport.read()
                 if not data:
                     continue
+                last = time.perf_counter()
                 if first is None:
                     first = time.perf_counter()
                 got += naive.feed(data, time.time())
@@ -363,7 +387,7 @@ def bench_startup(tmp: Path, quick: bool) -> dict:
     sim = start_simulator(link, rate=RATE, seed=7)
     exe = Path(sys.executable).with_name("pdm-agent")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.cli"]
-    ready, first_status = [], []
+    ready, first_status, hangs = [], [], []
     try:
         for r in range(runs):
             device = f"su-gw{r}"  # a fresh status topic: no retained message from the run before
@@ -393,7 +417,12 @@ def bench_startup(tmp: Path, quick: bool) -> dict:
                         break
                     time.sleep(0.01)
             finally:
-                stop(agent)
+                try:
+                    stop(agent)
+                except subprocess.TimeoutExpired:  # killed by stop(); keep the evidence
+                    keep = Path(tempfile.gettempdir()) / f"pdm-perf-stop-hang-{r}.log"
+                    keep.write_bytes((work / f"agent{r}.log").read_bytes())
+                    hangs.append(str(keep))
                 sock.close()
                 sub.close()
             print(f"  start-up run {r + 1}/{runs}: READY after {ready[-1]:.3f} s, status after "
@@ -402,7 +431,8 @@ def bench_startup(tmp: Path, quick: bool) -> dict:
         stop(sim)
         broker.stop()
     return {"runs": runs, "ready_s": ready, "status_s": first_status, "ready_median_s": median(ready),
-            "status_median_s": median(first_status) if first_status else float("nan")}
+            "status_median_s": median(first_status) if first_status else float("nan"),
+            "stop_hangs": hangs}
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -443,7 +473,9 @@ def report(results: dict, args) -> str:
         s = results["startup"]
         out += ["", f"Start-up ({s['runs']} runs): exec -> READY=1 median {s['ready_median_s']:.3f} s "
                     f"{[round(v, 3) for v in s['ready_s']]}; exec -> first online status at subscriber median "
-                    f"{s['status_median_s']:.3f} s {[round(v, 3) for v in s['status_s']]}"]
+                    f"{s['status_median_s']:.3f} s {[round(v, 3) for v in s['status_s']]}"
+                    + (f"; SIGTERM did not stop the agent within 20 s in {len(s['stop_hangs'])} run(s), logs: "
+                       f"{s['stop_hangs']}" if s["stop_hangs"] else "")]
     return "\n".join(out)
 
 
@@ -454,6 +486,9 @@ def main() -> int:
     ap.add_argument("--only", nargs="+", choices=parts, default=list(parts))
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args()
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # warnings and up
     results = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pdm-perf-") as tmp:
