@@ -141,6 +141,11 @@ class Publisher:
             self._status_due = True
             self._cond.notify_all()
 
+    def wake(self) -> None:
+        """A row was put in the outbox: send it now rather than at the next idle poll."""
+        with self._cond:
+            self._cond.notify_all()
+
     def start(self) -> None:
         """Connect in the background and start draining; returns at once."""
         self._stopping.clear()

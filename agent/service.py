@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
-import threading
+import socket
 import time
 
 from agent import __version__
@@ -39,8 +40,14 @@ class Service:
         self.started = time.time()
         self.cpu = CpuMeter()
         self._cpu_share = 0.0
-        self._stop = threading.Event()
-        self._reload = threading.Event()
+        # Set by signal handlers, so plain flags: a handler that took a lock (Event.set) could
+        # interrupt the main thread while it holds that same lock and deadlock it. The
+        # socketpair wakes the main loop at once (signal.set_wakeup_fd writes to it in C).
+        self._stop_requested = False
+        self._reload_requested = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self.workers: dict[str, SensorWorker] = {}
         self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s)  # bundles
         self._dropped_logged = 0
@@ -55,12 +62,34 @@ class Service:
 
     # -- signals: set a flag, nothing more -------------------------------------------------
     def install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
-        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
+
+    def _on_signal(self, signum, _frame) -> None:
+        if signum == signal.SIGHUP:
+            self._reload_requested = True
+        else:
+            self._stop_requested = True
 
     def request_stop(self) -> None:
-        self._stop.set()
+        """Stop from another thread (tests, embedding)."""
+        self._stop_requested = True
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait up to `seconds`, returning early when a signal or request_stop arrives."""
+        if not (self._stop_requested or self._reload_requested):
+            select.select([self._wake_r], [], [], seconds)
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except OSError:
+            pass
 
     # -- building ------------------------------------------------------------------------
     @property
@@ -74,6 +103,8 @@ class Service:
         kind = "alert" if isinstance(record, Alert) else "aggregate"
         payload = json.dumps(record.payload(), separators=(",", ":")).encode()
         self.outbox.put(self._topic(record.sensor, kind), payload, kind, record.sensor)
+        if self.publisher is not None:
+            self.publisher.wake()
         dropped = sum(self.outbox.dropped.values())
         if dropped > self._dropped_logged and self._warn_drop.ready():
             self._dropped_logged = dropped
@@ -153,9 +184,12 @@ class Service:
         last_save = time.monotonic()
         tick = min(1.0, self.notifier.watchdog_interval or 1.0)
         try:
-            while not self._stop.wait(tick):
-                if self._reload.is_set():
-                    self._reload.clear()
+            while True:
+                self._sleep(tick)
+                if self._stop_requested:
+                    break
+                if self._reload_requested:
+                    self._reload_requested = False
                     self.reload()
                 self.models.poll()
                 if self.healthy():
