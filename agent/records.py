@@ -38,6 +38,11 @@ def stable_id(*parts) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
+def _envelope(record) -> dict:
+    """The fields every published record starts with (SPEC section 5)."""
+    return {"id": record.id, "ts": iso_utc(record.ts), "device": record.device, "sensor": record.sensor}
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """A block of consecutive raw samples from one sensor, as the driver read them.
@@ -106,10 +111,7 @@ class Alert:
 
     def payload(self) -> dict:
         return {
-            "id": self.id,
-            "ts": iso_utc(self.ts),
-            "device": self.device,
-            "sensor": self.sensor,
+            **_envelope(self),
             "level": self.level,
             "kind": self.kind,
             "score": round(float(self.score), 6),
@@ -141,10 +143,7 @@ class Aggregate:
 
     def payload(self) -> dict:
         return {
-            "id": self.id,
-            "ts": iso_utc(self.ts),
-            "device": self.device,
-            "sensor": self.sensor,
+            **_envelope(self),
             "interval_s": self.interval_s,
             "count": self.count,
             "features": {

@@ -63,6 +63,15 @@ def ew_weight(n: int, half_life: float | None) -> float:
     return w
 
 
+def z_contributions(x: dict[str, float], keys: list[str], z: np.ndarray | None) -> dict[str, float]:
+    """explain() for detectors built on standardized features: |z| per feature of `x`
+    (0 for features the model has not seen, and for all while it has too few vectors)."""
+    if z is None:
+        return {k: 0.0 for k in x}
+    contrib = dict(zip(keys, np.abs(z).tolist()))
+    return {k: contrib.get(k, 0.0) for k in x}
+
+
 def variance_floor(mean: np.ndarray, log_mask: np.ndarray) -> np.ndarray:
     """Smallest variance a feature may have: 1 % relative spread (on the log scale that is
     0.01; on the linear scale 1 % of the magnitude, at least 0.01 units)."""
@@ -148,11 +157,7 @@ class GaussianDetector:
 
     def explain(self, x: dict[str, float]) -> dict[str, float]:
         """|z| per feature: how many baseline standard deviations it sits from its healthy mean."""
-        if self._n < 2:
-            return {k: 0.0 for k in x}
-        z, _ = self._z_and_precision(x)
-        contrib = dict(zip(self._keys, np.abs(z).tolist()))
-        return {k: contrib.get(k, 0.0) for k in x}
+        return z_contributions(x, self._keys, self._z_and_precision(x)[0] if self._n >= 2 else None)
 
     def state(self) -> dict:
         return {

@@ -46,7 +46,7 @@ from collections import deque
 
 import numpy as np
 
-from models.gaussian import ew_weight, to_array, variance_floor
+from models.gaussian import ew_weight, z_contributions, to_array, variance_floor
 
 _Z_CLIP = 1e6  # keeps scores finite for absurd inputs
 
@@ -174,10 +174,7 @@ class PcaDetector:
 
     def explain(self, x: dict[str, float]) -> dict[str, float]:
         """|z| per channel: baseline standard deviations from its healthy (smoothed) mean."""
-        if self._n < 2:
-            return {k: 0.0 for k in x}
-        contrib = dict(zip(self._keys, np.abs(self._z(x)).tolist()))
-        return {k: contrib.get(k, 0.0) for k in x}
+        return z_contributions(x, self._keys, self._z(x) if self._n >= 2 else None)
 
     # -- persistence --------------------------------------------------------------------
     def state(self) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.gaussian import ew_weight, is_log_feature, to_array, variance_floor
+from models.gaussian import ew_weight, z_contributions, is_log_feature, to_array, variance_floor
 
 _Z_CLIP = 1e6
 
@@ -62,10 +62,7 @@ class ZMaxDetector:
         return float(np.max(self._z(x) ** 2))
 
     def explain(self, x: dict[str, float]) -> dict[str, float]:
-        if self._n < 2:
-            return {k: 0.0 for k in x}
-        contrib = dict(zip(self._keys, np.abs(self._z(x)).tolist()))
-        return {k: contrib.get(k, 0.0) for k in x}
+        return z_contributions(x, self._keys, self._z(x) if self._n >= 2 else None)
 
     def state(self) -> dict:
         return {
