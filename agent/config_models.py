@@ -160,7 +160,7 @@ class StorageConfig(Section):
 
 
 class WindowConfig(Section):
-    size: int = Field(4096, ge=64, description="samples per analysis window")
+    size: int = Field(4096, ge=64, le=1 << 20, description="samples per analysis window")
     hop: Optional[int] = Field(None, ge=1, description="samples between window starts; default = size")
 
     @model_validator(mode="before")
@@ -192,6 +192,21 @@ class DetectorConfig(Section):
     adapt_half_life_s: Optional[float] = Field(86400.0, gt=0, description="slow adaptation; null = freeze")
     params: dict[str, Scalar] = Field(default_factory=dict, description="detector-specific settings")
     bundle: Optional[Path] = Field(None, description="signed model bundle to load instead of learning")
+
+    @model_validator(mode="after")
+    def _known_detector(self) -> DetectorConfig:
+        # Checked here, not when the pipeline is built: `config check`, `config edit` and a
+        # SIGHUP reload must refuse what the agent could not run.
+        from models import registry
+
+        try:
+            registry.create(self.type, **dict(self.params))
+        except ValueError as exc:
+            at = "type" if str(exc).startswith("unknown detector") else "params"
+            raise _rule((at,), str(exc)) from None
+        except TypeError as exc:
+            raise _rule(("params",), f"invalid detector parameters: {exc}") from None
+        return self
 
 
 class AlertsConfig(Section):
@@ -272,7 +287,7 @@ class SensorConfig(Section):
     port: Optional[str] = Field(None, min_length=1, description="device path or pyserial URL; none for sim")
     baudrate: int = Field(115200, gt=0)
     protocol: Literal["lines", "frames", "modbus", "sim"] = Field("lines", validate_default=True)
-    sample_rate: float = Field(1000, gt=0, description="Hz")
+    sample_rate: float = Field(1000, gt=0, le=1_000_000, description="Hz")
     channels: list[Name] = Field(default_factory=lambda: ["ax", "ay", "az", "temp"], min_length=1)
     temperature_channels: list[str] = Field(
         default_factory=list, description="default: the channels named temp or temp*"
@@ -384,7 +399,7 @@ class SensorConfig(Section):
 
 
 class AggregatesConfig(Section):
-    interval: float = Field(60, gt=0, description="seconds per published aggregate")
+    interval: float = Field(60, gt=0, le=86_400, description="seconds per published aggregate")
 
 
 class LoggingConfig(Section):

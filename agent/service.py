@@ -161,10 +161,17 @@ class Service:
                       sensors=[s.name for s in self.cfg.sensors],
                       broker=f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}")
 
-    def _start_worker(self, sensor_cfg) -> None:
-        worker = self._make_worker(sensor_cfg)
+    def _start_worker(self, sensor_cfg) -> bool:
+        """Build and start one sensor; a sensor that cannot be built is logged and skipped,
+        so it never takes the agent or the other sensors down."""
+        try:
+            worker = self._make_worker(sensor_cfg)
+        except Exception as exc:
+            self.log.error("sensor cannot be built; it is not running", sensor=sensor_cfg.name, error=str(exc))
+            return False
         self.workers[sensor_cfg.name] = worker
         worker.start()
+        return True
 
     def _stop_worker(self, name: str) -> None:
         worker = self.workers.pop(name)
@@ -263,8 +270,9 @@ class Service:
             if new_sensors.get(name) != scfg or new.aggregates != old.aggregates or new.device != old.device:
                 self._stop_worker(name)
         for name, scfg in new_sensors.items():
-            if name not in self.workers:
-                self._start_worker(scfg)
+            if name not in self.workers and not self._start_worker(scfg) and name in old_sensors:
+                self.log.error("keeping the previous configuration of this sensor", sensor=name)
+                self._start_worker(old_sensors[name])
         if new.homeassistant != old.homeassistant or (new.homeassistant.enabled and old_sensors.keys() != new_sensors.keys()):
             self.publisher.announce()  # Home Assistant discovery follows the new sensor list
         self.log.info("configuration reloaded", sensors=list(new_sensors))
