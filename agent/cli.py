@@ -42,6 +42,7 @@ def _load_or_report(path: str):
 
 def cmd_run(args) -> int:
     from agent import logs
+    from agent.config import ConfigError
     from agent.service import Service
 
     path = _config_path(args)
@@ -55,6 +56,9 @@ def cmd_run(args) -> int:
     pidfile = os.path.join(str(cfg.storage.dir), "pdm-agent.pid")
     try:
         return _run_pid(service, pidfile)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
     except Exception:
         log.exception("agent failed")
         return EXIT_FAIL

@@ -72,8 +72,6 @@ def sensor_features(sensor_cfg) -> list[str]:
 class Guarded:
     """A freshly swapped-in model that hands back to `fallback` the first time it fails."""
 
-    learns = False
-
     def __init__(self, model, fallback, on_failure) -> None:
         self.model = model
         self.fallback = fallback
@@ -87,6 +85,8 @@ class Guarded:
     name = property(lambda self: self._current.name)
     version = property(lambda self: self._current.version)
     ready = property(lambda self: getattr(self._current, "ready", False))
+    # After a rollback the fallback learns again, and its baseline must be saved again.
+    learns = property(lambda self: getattr(self._current, "learns", True))
 
     def update(self, x, ts):
         if not self.failed:

@@ -48,6 +48,9 @@ def _sensor_spec(args):
 
 
 def cmd_train(args) -> int:
+    if os.path.lexists(args.out) and not args.force:
+        # A signed bundle is a release: replacing it by accident would ship an unsigned model.
+        return _err(f"{args.out} exists; choose another --out, or add --force to replace it", EXIT_USAGE)
     _train_imports()
     from models.training import data as training_data
     from models.training.train import report_table, train, write_bundle
@@ -232,6 +235,7 @@ def add_parser(sub) -> None:
     p = msub.add_parser("train", help="train a detector on healthy data and write a bundle (needs the train extra)")
     p.add_argument("input", metavar="INPUT", help="CSV file, burst directory, .mat file/directory, or sim[:SECONDS]")
     p.add_argument("--out", required=True, metavar="DIR", help="bundle directory to write")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.add_argument("--detector", default="pca", choices=("pca", "iforest", "autoencoder"))
     p.add_argument("--columns", metavar="A,B", help="channels (or feature columns) to use")
     p.add_argument("--rate", type=float, metavar="HZ", help="sample rate of waveform input")

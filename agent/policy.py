@@ -65,6 +65,11 @@ class AlertPolicy:
     def active(self) -> bool:
         return self._level != "clear"
 
+    def restore(self, level: str) -> None:
+        """Resume at a level raised before a restart, so its `clear` is still emitted."""
+        if level in _RANK:
+            self._level = level
+
     def _threshold(self, level: str) -> float:
         return self.config.alarm if level == "alarm" else self.config.warning
 

@@ -283,6 +283,9 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    if os.path.exists(args.out) and os.path.exists(args.input) and os.path.samefile(args.out, args.input):
+        print(f"pdm-agent replay: error: --out {args.out} is the input; choose another file", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.plot:
             from agent.plot import check_available

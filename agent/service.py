@@ -13,9 +13,12 @@ import os
 import select
 import signal
 import socket
+import threading
 import time
+from collections import deque
 
 from agent import __version__
+from agent.alert_state import AlertLevels
 from agent.config import Config, ConfigError, load_config
 from agent.health import CpuMeter, rss_mib
 from agent.hotswap import ModelManager
@@ -52,6 +55,10 @@ class Service:
         self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s)  # bundles
         self._dropped_logged = 0
         self._warn_drop = Every(30.0)
+        self._unsaved: deque = deque(maxlen=10_000)
+        self._unsaved_lock = threading.Lock()
+        self._warn_put = Every(30.0)
+        self.levels = AlertLevels(str(self.cfg.storage.dir))
         self.outbox: Outbox | None = None
         self.publisher: Publisher | None = None
         self.stall_s = STALL_S
@@ -102,7 +109,13 @@ class Service:
     def _emit(self, record: Alert | Aggregate) -> None:
         kind = "alert" if isinstance(record, Alert) else "aggregate"
         payload = json.dumps(record.payload(), separators=(",", ":")).encode()
-        self.outbox.put(self._topic(record.sensor, kind), payload, kind, record.sensor)
+        self._unsaved.append((self._topic(record.sensor, kind), payload, kind, record.sensor))
+        self._flush_unsaved()
+        if isinstance(record, Alert):
+            try:
+                self.levels.record(record)
+            except OSError as exc:
+                self.log.warning("could not persist the alert level", sensor=record.sensor, error=str(exc))
         if self.publisher is not None:
             self.publisher.wake()
         dropped = sum(self.outbox.dropped.values())
@@ -111,6 +124,20 @@ class Service:
             self.log.warning("outbox full: oldest aggregates dropped (alerts are kept)",
                              max_outbox_mb=self.cfg.storage.max_outbox_mb, **{
                                  f"dropped_{k}s": v for k, v in self.outbox.dropped.items()})
+
+    def _flush_unsaved(self) -> None:
+        """Put pending records in the outbox, oldest first. If the disk refuses (full, I/O
+        error), they wait here (bounded) and are retried with the next record or tick."""
+        with self._unsaved_lock:
+            while self._unsaved:
+                try:
+                    self.outbox.put(*self._unsaved[0])
+                except Exception as exc:
+                    if self._warn_put.ready():
+                        self.log.error("outbox write failed; records kept in memory and retried",
+                                       pending=len(self._unsaved), error=str(exc))
+                    return
+                self._unsaved.popleft()
 
     def _make_publisher(self) -> Publisher:
         m = self.cfg.mqtt
@@ -142,9 +169,13 @@ class Service:
             model=self.models.initial(sensor_cfg),
         )
         self.models.attach(sensor_cfg.name, pipeline)
+        levels = self.levels.levels(sensor_cfg.name)
+        pipeline.policy.restore(levels.get("anomaly", "clear"))
         if getattr(pipeline.model, "learns", True) and pipeline.load_state(self.storage_dir):
             self.log.info("learned baseline restored", sensor=sensor_cfg.name, model=pipeline.model_name)
-        return SensorWorker(sensor_cfg, pipeline, self.log)
+        worker = SensorWorker(sensor_cfg, pipeline, self.log)
+        worker.offline = levels.get("sensor_offline") == "alarm"  # so coming back emits `clear`
+        return worker
 
     def start(self) -> None:
         os.makedirs(self.storage_dir, exist_ok=True)
@@ -152,7 +183,10 @@ class Service:
         self._dropped_logged = sum(self.outbox.dropped.values())
         pending = self.outbox.depth()
         self.log.info("outbox open", path=self.outbox.path if hasattr(self.outbox, "path") else self.storage_dir, **pending)
-        self.publisher = self._make_publisher()
+        try:
+            self.publisher = self._make_publisher()
+        except Exception as exc:  # e.g. a TLS file that is not there: the operator's to fix
+            raise ConfigError([f"mqtt: settings unusable (check tls files and password_file): {exc}"]) from None
         self.publisher.start()
         for sensor_cfg in self.cfg.sensors:
             self._start_worker(sensor_cfg)
@@ -180,10 +214,16 @@ class Service:
         self._save(worker)
 
     def _save(self, worker: SensorWorker) -> None:
+        # Not while the pipeline thread is mid-update; and a stuck stage must not hang a stop.
+        if not worker.lock.acquire(timeout=5.0):
+            self.log.warning("pipeline busy; learned baseline not saved this time", sensor=worker.cfg.name)
+            return
         try:
             worker.pipeline.save_state(self.storage_dir)
         except Exception as exc:
             self.log.warning("could not save learned baseline", sensor=worker.cfg.name, error=str(exc))
+        finally:
+            worker.lock.release()
 
     # -- running -------------------------------------------------------------------------
     def run(self) -> int:
@@ -197,7 +237,13 @@ class Service:
                     break
                 if self._reload_requested:
                     self._reload_requested = False
-                    self.reload()
+                    try:
+                        self.reload()
+                    except Exception as exc:  # a reload must never take the running agent down
+                        self.log.exception("reload failed; keeping what runs")
+                        self.last_reload = {"ts": iso_utc(time.time()), "result": "failed", "errors": [str(exc)]}
+                        self.notifier.ready(self.summary())
+                self._flush_unsaved()
                 self.models.poll()
                 if self.healthy():
                     if self.notifier.watchdog_interval:
@@ -256,9 +302,18 @@ class Service:
                              dir=str(old.storage.dir))
             self.cfg = new.model_copy(update={"storage": old.storage})
         if new.mqtt != old.mqtt or new.device != old.device:
+            try:
+                publisher = self._make_publisher()  # before stopping the old one: TLS files, password
+            except Exception as exc:
+                self.cfg = old
+                self.log.error("reload refused, mqtt settings unusable; keeping the running config",
+                               error=str(exc))
+                self.last_reload = {"ts": iso_utc(time.time()), "result": "refused", "errors": [str(exc)]}
+                self.notifier.ready(self.summary())
+                return
             self.log.info("mqtt settings changed; reconnecting")
             self.publisher.stop()
-            self.publisher = self._make_publisher()
+            self.publisher = publisher
             self.publisher.start()
         old_sensors = {s.name: s for s in old.sensors}
         new_sensors = {s.name: s for s in new.sensors}

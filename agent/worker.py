@@ -52,6 +52,7 @@ class SensorWorker:
         self._input_errors = 0
         now = time.monotonic()
         self.beats = {"reader": now, "processor": now}
+        self.lock = threading.Lock()  # held while the pipeline runs; checkpoints take it too
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._read_loop, name=f"{cfg.name}-reader", daemon=True),
@@ -154,7 +155,8 @@ class SensorWorker:
                 self._queued = 0
             try:
                 for frame in frames:
-                    self.pipeline.process(frame)
+                    with self.lock:
+                        self.pipeline.process(frame)
                     self.beats["processor"] = time.monotonic()
                 if frames:
                     self._last_data = time.monotonic()

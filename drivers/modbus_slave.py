@@ -28,7 +28,7 @@ import numpy as np
 
 from drivers.modbus import encode, plan_reads
 from drivers.presets import Preset, get_preset
-from drivers.pty_server import _install_signal_handlers, open_pty_link
+from drivers.pty_server import link_error, _install_signal_handlers, open_pty_link
 
 NOISE = 0.02
 _SCALED_BY_VELOCITY = ("velocity_rms_mm_s", "velocity_peak_mm_s", "displacement_um")
@@ -94,8 +94,7 @@ def serve_modbus(
     try:
         outer = open_pty_link(link)
     except OSError as e:
-        print(f"simulate: cannot create the pty link {link}: {e}", file=sys.stderr)
-        return 1
+        return link_error(link, e)
     inner_master, inner_slave = os.openpty()
     import tty
 

@@ -26,6 +26,13 @@ BLOCK_S = 0.02  # one write per 20 ms of samples: smooth for readers, cheap for 
 MAX_BLOCK_S = 1.0  # after a stall (suspend, overload) catch up in blocks of at most this much
 
 
+def link_error(link: str, exc: OSError) -> int:
+    """Say why --link could not be made; exit 2 when the path is the user's to fix."""
+    reason = str(exc) if isinstance(exc, FileExistsError) else f"{exc.strerror or exc}"
+    print(f"simulate: cannot create the pty link {link}: {reason}", file=sys.stderr)
+    return 2 if isinstance(exc, (FileExistsError, FileNotFoundError, PermissionError)) else 1
+
+
 def open_pty_link(link: str) -> tuple[int, int, str]:
     """Open a pty and point `link` at its slave device; returns (master_fd, slave_fd, device).
 
@@ -39,6 +46,9 @@ def open_pty_link(link: str) -> tuple[int, int, str]:
     True
     >>> os.unlink("/tmp/pdm-doctest-pty"); os.close(master); os.close(slave)
     """
+    if os.path.lexists(link) and not os.path.islink(link):
+        # Only ever replace our own kind of thing: a user's file at that path is not ours.
+        raise FileExistsError(f"{link} exists and is not a symlink; refusing to replace it")
     master, slave = os.openpty()
     tty.setraw(slave)
     device = os.ttyname(slave)
@@ -143,8 +153,7 @@ def serve(
     try:
         master, slave, device = open_pty_link(link)
     except OSError as e:
-        print(f"simulate: cannot create the pty link {link}: {e}", file=sys.stderr)
-        return 1
+        return link_error(link, e)
     stop = stop or threading.Event()
     restore = _install_signal_handlers(stop)
     try:
