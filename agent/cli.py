@@ -100,15 +100,28 @@ def cmd_config_edit(args) -> int:
 
     path = os.path.abspath(_config_path(args))
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-    directory = os.path.dirname(path)
-    with open(path, "rb") as f:
-        original = f.read()
-    fd, tmp = tempfile.mkstemp(prefix=".config-edit-", suffix=".yaml", dir=directory)
+    try:
+        command = shlex.split(editor)
+        with open(path, "rb") as f:
+            original = f.read()
+    except ValueError as exc:
+        print(f"$EDITOR/$VISUAL {editor!r} cannot be parsed: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    fd, tmp = tempfile.mkstemp(prefix=".config-edit-", suffix=".yaml", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(original)
         while True:
-            if subprocess.call([*shlex.split(editor), tmp]) != 0:
+            try:
+                code = subprocess.call([*command, tmp])
+            except OSError as exc:
+                print(f"cannot run the editor {editor!r}: {exc.strerror or exc}; {path} left unchanged",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            if code != 0:
                 print(f"{editor} failed; {path} left unchanged", file=sys.stderr)
                 return EXIT_FAIL
             try:
@@ -117,7 +130,9 @@ def cmd_config_edit(args) -> int:
             except ConfigError as exc:
                 print(str(exc).replace(tmp, path), file=sys.stderr)
                 if not sys.stdin.isatty() or input("Edit again? [Y/n] ").strip().lower() == "n":
-                    print(f"{path} left unchanged", file=sys.stderr)
+                    kept = path + ".rejected"
+                    os.replace(tmp, kept)  # the operator's edits are not thrown away
+                    print(f"{path} left unchanged; your edited copy is in {kept}", file=sys.stderr)
                     return EXIT_USAGE
         with open(tmp, "rb") as f:
             edited = f.read()
@@ -130,14 +145,27 @@ def cmd_config_edit(args) -> int:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    pidfile = os.path.join(str(cfg.storage.dir), "pdm-agent.pid")
-    try:
-        with open(pidfile) as f:
-            os.kill(int(f.read().strip()), signal.SIGHUP)
+    if _signal_agent(os.path.join(str(cfg.storage.dir), "pdm-agent.pid")):
         print("running agent asked to reload")
-    except (OSError, ValueError):
+    else:
         print("no running agent found; the new config applies at next start")
     return EXIT_OK
+
+
+def _signal_agent(pidfile: str) -> bool:
+    """SIGHUP the agent named in its pidfile, only if that pid really is a pdm-agent (a stale
+    pidfile may name an unrelated process by now)."""
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        if b"pdm-agent" not in cmdline and b"agent.cli" not in cmdline:
+            return False
+        os.kill(pid, signal.SIGHUP)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def cmd_simulate(args) -> int:

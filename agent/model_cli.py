@@ -121,6 +121,16 @@ def cmd_verify(args) -> int:
     return EXIT_OK
 
 
+def _file_state(path: str, digest: str) -> str:
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return "ok" if hashlib.sha256(f.read()).hexdigest() == digest else "CHANGED"
+    except OSError:
+        return "MISSING"
+
+
 def cmd_info(args) -> int:
     from models.bundle import SIGNATURE, BundleError, read_unverified
 
@@ -147,14 +157,19 @@ def cmd_info(args) -> int:
     t = m.get("training", {})
     print(f"trained on {t.get('source')} ({t.get('rows')} rows, {t.get('holdout_rows')} held back)")
     print(f"calibration: median {m['calibration']['median']:.4g}, tail {m['calibration']['tail']:.4g}")
+    damaged = 0
     for name, digest in m["files"].items():
-        print(f"file {name}: sha256 {digest}")
+        state = _file_state(os.path.join(args.dir, name), digest)
+        damaged += state != "ok"
+        print(f"file {name}: sha256 {digest} ({state})")
     rows = m.get("report", {}).get("variants", [])
     if rows:
         print(f"{'variant':<10} {'size':>9} {'latency':>10} {'AUC':>6} {'rank r':>7}  verdict")
         for r in rows:
             print(f"{r['variant']:<10} {r['size_bytes'] / 1024:>7.1f}kB {r['latency_us']:>8.1f}us {r['auc']:>6.3f} "
                   f"{r['rank_corr']:>7.3f}  {'accepted' if r['accepted'] else 'REJECTED'}: {r['reason']}")
+    if damaged:
+        return _err(f"{damaged} file(s) missing or changed since the manifest was written", EXIT_USAGE)
     return EXIT_OK
 
 
