@@ -93,6 +93,7 @@ class PcaDetector:
         self._mean = np.zeros(0)
         self._cov = np.zeros((0, 0))
         self._context: deque[np.ndarray] = deque(maxlen=max(self.smooth, self.horizon))
+        self._pending: deque[np.ndarray] = deque()  # learned rows not yet in the model (see learn)
         self._pca: tuple | None = None  # cache (std, vectors, eigenvalues, k, theta), rebuilt after learn
 
     # -- input filters ----------------------------------------------------------------
@@ -129,7 +130,15 @@ class PcaDetector:
     def learn(self, x: dict[str, float]) -> None:
         if not self._keys:
             self._init_keys(x)
-        f = self._features(x)
+        # A row's smoothed features share all but one raw row with its neighbours'. A row enters
+        # the model only once no later row's window overlaps it, so a row scored before it is
+        # learned is scored out of sample: the baseline scores the calibration is fitted on are
+        # then as high as those of new healthy rows, not optimistically low.
+        self._pending.append(self._features(x))
+        while len(self._pending) > self._context.maxlen - 1:
+            self._incorporate(self._pending.popleft())
+
+    def _incorporate(self, f: np.ndarray) -> None:
         self._n += 1
         w = ew_weight(self._n, self.half_life)
         delta = f - self._mean
@@ -191,6 +200,7 @@ class PcaDetector:
             "mean": self._mean.tolist(),
             "cov": self._cov.tolist(),
             "context": [c.tolist() for c in self._context],
+            "pending": [p.tolist() for p in self._pending],
         }
 
     @classmethod
@@ -204,4 +214,6 @@ class PcaDetector:
         det._cov = np.array(state["cov"], dtype=float).reshape(d, d)
         for c in state.get("context", []):
             det._context.append(np.array(c, dtype=float).reshape(d))
+        for p in state.get("pending", []):
+            det._pending.append(np.array(p, dtype=float).reshape(d))
         return det
