@@ -51,7 +51,7 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
     logs.configure(cfg.logging.level, cfg.logging.format)
     log = logs.get()
-    service = Service(path, log)
+    service = Service(path, log, cfg)
     service.install_signals()
     pidfile = os.path.join(str(cfg.storage.dir), "pdm-agent.pid")
     try:

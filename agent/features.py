@@ -181,6 +181,13 @@ class FeatureSpec:
         temps = tuple(c for c in channels if c.lower().startswith("temp"))
         return cls(rate, tuple(channels), temps, **kwargs)
 
+    @classmethod
+    def of_sensor(cls, sensor_cfg) -> "FeatureSpec":
+        """The spec a configured sensor's pipeline computes (agent/config_models.SensorConfig);
+        bundles and training use the same one, so their feature lists match."""
+        return cls(float(sensor_cfg.sample_rate), tuple(sensor_cfg.channels),
+                   tuple(sensor_cfg.temperature_channels), tuple(tuple(b) for b in sensor_cfg.bands))
+
     @property
     def waveform_channels(self) -> tuple[str, ...]:
         return tuple(c for c in self.channels if c not in self.temperature_channels)

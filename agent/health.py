@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 
@@ -32,10 +31,3 @@ class CpuMeter:
         self._wall, self._cpu = wall, cpu
         return round(share, 1)
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True

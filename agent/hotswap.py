@@ -64,9 +64,7 @@ def candidate(path: str) -> str:
 
 
 def sensor_features(sensor_cfg) -> list[str]:
-    spec = FeatureSpec(sensor_cfg.sample_rate, tuple(sensor_cfg.channels), tuple(sensor_cfg.temperature_channels),
-                       tuple(tuple(b) for b in sensor_cfg.bands))
-    return feature_names(spec)
+    return feature_names(FeatureSpec.of_sensor(sensor_cfg))
 
 
 class Guarded:

@@ -43,8 +43,7 @@ def _sensor_spec(args):
     if name not in sensors:
         raise SystemExit(_err(f"--sensor {name!r} is not in {args.config} (sensors: {', '.join(sensors)})", EXIT_USAGE))
     s = sensors[name]
-    spec = FeatureSpec(s.sample_rate, tuple(s.channels), tuple(s.temperature_channels), tuple(map(tuple, s.bands)))
-    return spec, s.window.size, s.window.hop or s.window.size
+    return FeatureSpec.of_sensor(s), s.window.size, s.window.hop or s.window.size
 
 
 def cmd_train(args) -> int:

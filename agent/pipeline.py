@@ -55,12 +55,7 @@ class SensorPipeline:
         self.cfg = sensor_cfg
         self.rate = float(sensor_cfg.sample_rate)
         channels = tuple(sensor_cfg.channels)
-        self.spec = FeatureSpec(
-            rate=self.rate,
-            channels=channels,
-            temperature_channels=tuple(sensor_cfg.temperature_channels),
-            bands=tuple(tuple(b) for b in sensor_cfg.bands),
-        )
+        self.spec = FeatureSpec.of_sensor(sensor_cfg)
         size = sensor_cfg.window.size
         self.hop = sensor_cfg.window.hop or size
         self.size = size
@@ -77,7 +72,6 @@ class SensorPipeline:
         self.emit = emit
         self.log = log
         self.stats = SensorStats()
-        self._samples_in = 0
         self._last_log = 0.0
 
     # -- waveform front end -------------------------------------------------------------
@@ -88,12 +82,11 @@ class SensorPipeline:
         k = len(frame.samples)
         self.stats.frames += 1
         self.stats.samples += k
-        self._samples_in += k
         windows = self.windower.push(frame.samples)
         for window in windows:
             # The j-th window overall ends at sample size + j*hop; date it from the frame's end.
             end = self.size + self.stats.windows * self.hop
-            ts = frame.t_end - (self._samples_in - end) / self.rate
+            ts = frame.t_end - (self.stats.samples - end) / self.rate
             self.stats.windows += 1
             self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec)))
 
@@ -192,7 +185,6 @@ class SensorPipeline:
         from agent.features import feature_names
 
         cfg = self.cfg
-        source = [f"protocol={cfg.protocol}", f"preset={getattr(cfg, 'preset', None)}",
-                  f"registers={getattr(cfg, 'registers', None)!r}",
+        source = [f"protocol={cfg.protocol}", f"preset={cfg.preset}", f"registers={cfg.registers!r}",
                   f"detector={cfg.detector.type}:{sorted(dict(cfg.detector.params).items())!r}"]
         return source + list(feature_names(self.spec))

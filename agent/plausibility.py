@@ -28,16 +28,10 @@ class PhysicalRange:
     ([[0.1, 40.0]], 2)
     """
 
-    def __init__(self, channels, temperature_channels=(), limits: dict | None = None) -> None:
-        limits = limits or {}
-        lo, hi = [], []
-        for ch in channels:
-            default = TEMP_LIMITS if ch in temperature_channels else ACCEL_LIMITS
-            a, b = limits.get(ch, default)
-            lo.append(a)
-            hi.append(b)
-        self._lo = np.array(lo, dtype=float)
-        self._hi = np.array(hi, dtype=float)
+    def __init__(self, channels, temperature_channels=()) -> None:
+        limits = [TEMP_LIMITS if ch in temperature_channels else ACCEL_LIMITS for ch in channels]
+        self._lo = np.array([lo for lo, _ in limits], dtype=float)
+        self._hi = np.array([hi for _, hi in limits], dtype=float)
         self.dropped = 0
 
     def filter(self, frame: Frame) -> Frame | None:

@@ -35,14 +35,13 @@ SAVE_EVERY_S = 300.0  # learned baselines are checkpointed this often (and at st
 
 
 class Service:
-    def __init__(self, config_path: str, log) -> None:
+    def __init__(self, config_path: str, log, cfg: Config | None = None) -> None:
         self.config_path = config_path
         self.log = log
-        self.cfg: Config = load_config(config_path)
+        self.cfg: Config = cfg if cfg is not None else load_config(config_path)  # the CLI has read it already
         self.notifier = Notifier()
         self.started = time.time()
         self.cpu = CpuMeter()
-        self._cpu_share = 0.0
         # Set by signal handlers, so plain flags: a handler that took a lock (Event.set) could
         # interrupt the main thread while it holds that same lock and deadlock it. The
         # socketpair wakes the main loop at once (signal.set_wakeup_fd writes to it in C).
@@ -173,7 +172,9 @@ class Service:
         pipeline.policy.restore(levels.get("anomaly", "clear"))
         if getattr(pipeline.model, "learns", True) and pipeline.load_state(self.storage_dir):
             self.log.info("learned baseline restored", sensor=sensor_cfg.name, model=pipeline.model_name)
-        worker = SensorWorker(sensor_cfg, pipeline, self.log)
+        # One offline rule for the alert and the status topic: the sensor's `health:` section.
+        worker = SensorWorker(sensor_cfg, pipeline, self.log,
+                              offline_after_s=pipeline.sensor_health.cfg.offline_after_s)
         worker.offline = levels.get("sensor_offline") == "alarm"  # so coming back emits `clear`
         return worker
 
@@ -182,7 +183,7 @@ class Service:
         self.outbox = Outbox(os.path.join(self.storage_dir, "outbox.sqlite"), self.cfg.storage.max_outbox_mb * 2**20)
         self._dropped_logged = sum(self.outbox.dropped.values())
         pending = self.outbox.depth()
-        self.log.info("outbox open", path=self.outbox.path if hasattr(self.outbox, "path") else self.storage_dir, **pending)
+        self.log.info("outbox open", path=self.outbox.path, **pending)
         try:
             self.publisher = self._make_publisher()
         except Exception as exc:  # e.g. a TLS file that is not there: the operator's to fix

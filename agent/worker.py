@@ -22,8 +22,6 @@ from agent.logs import Every
 from agent.plausibility import PhysicalRange
 from agent.records import Alert, FeatureVector
 
-OFFLINE_AFTER_S = 5.0  # no samples for this long (or a lost port) = sensor offline
-
 
 def _size(item) -> int:
     """Samples in a queued item; a FeatureVector (modbus poll) counts as one."""
@@ -31,20 +29,20 @@ def _size(item) -> int:
 
 
 class SensorWorker:
-    def __init__(self, cfg, pipeline, log, *, queue_seconds: float = 10.0, offline_after_s: float | None = None) -> None:
+    def __init__(self, cfg, pipeline, log, *, queue_seconds: float = 10.0, offline_after_s: float = 10.0) -> None:
         self.cfg = cfg
         self.pipeline = pipeline
         self.log = log
         self.source = None
         self.error: str | None = None
-        self.offline_after_s = offline_after_s or max(OFFLINE_AFTER_S, 3 * float(getattr(cfg, "poll_interval", 0) or 0))
+        self.offline_after_s = offline_after_s  # no data this long (or a lost port) = offline
         rate = float(cfg.sample_rate)
         self._max_queued = max(1, int(queue_seconds * rate))  # samples
         self._queue: deque = deque()
         self._queued = 0
         self._cond = threading.Condition()
         self.dropped_samples = 0
-        self.range = PhysicalRange(cfg.channels, cfg.temperature_channels, getattr(cfg, "limits", None))
+        self.range = PhysicalRange(cfg.channels, cfg.temperature_channels)
         self.offline = False
         self._last_data = time.monotonic()
         self._warn_flood = Every(10.0)
@@ -135,7 +133,7 @@ class SensorWorker:
                                  sensor=self.cfg.name, dropped_samples=self.dropped_samples)
 
     def _report_input_errors(self) -> None:
-        errors = self.source.input_errors() if hasattr(self.source, "input_errors") else {}
+        errors = self.source.input_errors()
         total = sum(v for v in errors.values() if isinstance(v, int)) + self.range.dropped
         if total > self._input_errors and self._warn_input.ready():
             self._input_errors = total

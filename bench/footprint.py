@@ -59,8 +59,8 @@ def main() -> int:
             if sim:
                 stop(sim)
             broker.stop()
-    print(f"| protocol | rate | channels | after | RSS MiB | RSS min..max MiB | CPU % of one core |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| protocol | rate | channels | after | RSS MiB | RSS min..max MiB | CPU % of one core |")
+    print("|---|---|---|---|---|---|---|")
     print(f"| {args.protocol} | {args.rate} Hz | ax,ay,az,temp | {args.seconds:.0f} s | {rss:.1f} | "
           f"{min(samples):.1f}..{max(samples):.1f} | {100 * (c1 - c0) / (t1 - t0):.1f} |")
     return 0

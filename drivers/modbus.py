@@ -209,6 +209,10 @@ class ModbusSource:
                                  slave_id=self.slave_id, error=self.last_error)
         self._ever_online = self._ever_online or online
 
+    def input_errors(self) -> dict:
+        """Replies damaged on the line (the Source contract; timeouts are not input)."""
+        return {"crc_errors": self.counts["crc_errors"]}
+
     def counters(self) -> dict:
         out = dict(self.counts)
         if self.last_poll_ms is not None:

@@ -162,4 +162,4 @@ def open_source(sensor_cfg, log=None) -> Source:
         from drivers.modbus import open_modbus
 
         return open_modbus(sensor_cfg, log=log)
-    raise NotImplementedError(f"protocol {proto!r} is not supported yet (lines and sim are)")
+    raise ValueError(f"unknown protocol {proto!r}")

@@ -76,6 +76,13 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 20) -> int
         raise
 
 
+def assert_clean_exit(proc: subprocess.Popen, code: int) -> None:
+    """The agent stopped with exit 0 and printed no traceback (its stdout is a pipe)."""
+    out = proc.stdout.read().decode()
+    assert code == 0, out[-3000:]
+    assert "Traceback" not in out
+
+
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

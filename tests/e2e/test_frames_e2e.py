@@ -7,7 +7,7 @@ import json
 import subprocess
 import time
 
-from agentproc import pdm_agent, stop, write_config
+from agentproc import assert_clean_exit, pdm_agent, stop, write_config
 from broker import Subscriber
 
 
@@ -47,6 +47,4 @@ def test_binary_frames_from_simulator_to_mqtt(broker, tmp_path):
         code = stop(agent)
         stop(sim)
         sub.close()
-    out = agent.stdout.read().decode()
-    assert code == 0, out[-3000:]
-    assert "Traceback" not in out
+    assert_clean_exit(agent, code)

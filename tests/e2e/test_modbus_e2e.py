@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from agentproc import pdm_agent, stop, write_config
+from agentproc import assert_clean_exit, pdm_agent, stop, write_config
 from broker import Subscriber
 
 VELOCITY = 3.5  # mm/s: ISO 10816-3 zone C for group 2 on a rigid foundation (2.8-4.5)
@@ -84,6 +84,4 @@ def test_modbus_slave_values_iso_alert_and_offline(preset, broker, tmp_path):
         code = stop(agent)
         stop(sim)
         sub.close()
-    out = agent.stdout.read().decode()
-    assert code == 0, out[-3000:]
-    assert "Traceback" not in out
+    assert_clean_exit(agent, code)
