@@ -99,3 +99,41 @@ class Calibrator:
     @classmethod
     def from_dict(cls, d: dict) -> "Calibrator":
         return cls(float(d["median"]), float(d["tail"]), float(d["quantile"]), float(d["alarm_ratio"]))
+
+
+@dataclass(frozen=True, slots=True)
+class SurpriseMap:
+    """A fixed map from a surprise in decades (-log10 of a tail probability) to [0, 1].
+
+    For detectors whose raw score is already a probability under the stream's own history
+    (models/rarity.py): nothing to fit on a baseline, and one threshold means the same on every
+    stream. Log-logistic, so that it never saturates to exactly 1.0 (a corpus-wide threshold must
+    still rank a surprise of 30 decades above one of 20):
+
+        t = s / s_half,   score = t**p / (1 + t**p),   p chosen so that t = alarm_ratio gives 0.9
+
+    Examples
+    --------
+    >>> m = SurpriseMap(s_half=2.5, alarm_ratio=2.0)
+    >>> [round(m(s), 3) for s in (0.0, 2.5, 5.0)]
+    [0.0, 0.5, 0.9]
+    >>> m(30.0) < m(40.0) < 1.0
+    True
+    """
+
+    s_half: float
+    alarm_ratio: float = 2.0
+
+    @property
+    def _power(self) -> float:
+        return math.log(9.0) / math.log(self.alarm_ratio)
+
+    def __call__(self, surprise: float) -> float:
+        t = max(float(surprise), 0.0) / self.s_half
+        if t == 0.0:
+            return 0.0
+        u = math.exp(-self._power * math.log(t))  # t**-p without overflow for large t
+        return 1.0 / (1.0 + u)
+
+    def to_dict(self) -> dict:
+        return {"s_half": self.s_half, "alarm_ratio": self.alarm_ratio}

@@ -1,0 +1,266 @@
+"""One-channel novelty detector: how rare is this value, its level and its volatility, here?
+
+The default for a single stream (a bearing or winding temperature, a pressure, a motor current,
+any one-column CSV). Each channel is watched through three causal transforms of its values:
+
+- the **value** itself: "never seen such a value" (a spike, a new level, a stuck low reading);
+- its short-term **level**, an EWMA with weight `smooth` per record: a shift that single noisy
+  values hide;
+- its **volatility**, an EWMA (weight `volatility`) of |x_t - x_{t-1}|: noise that grows, or a
+  signal that goes flat.
+
+For each transform the detector keeps the last `history` values, sorted, and turns a new value v
+into a **surprise** in decades, -log10 p, where p is how rarely values as extreme as v occurred
+(two-sided, the worse side counts):
+
+- inside the body of the history, the conformal p-value p = (#{h >= v} + 1) / (m + 1)
+  (Vovk, Gammerman and Shafer 2005, "Algorithmic learning in a random world", ch. 2);
+- beyond the `tail`-th most extreme value u, a peaks-over-threshold tail: the excesses over u
+  are modelled as exponential with their mean e, p = (tail / (m + 1)) * exp(-(v - u) / e)
+  (Pickands 1975; the streaming use is SPOT, Siffer et al. 2017, KDD), so a value far beyond
+  everything seen gets a finite, growing surprise instead of a saturated rank.
+
+A record's surprise is the largest over transforms and channels, minus log10 of their number
+(Bonferroni: 6 one-sided tests per channel must not look 6 times as surprising). Then a
+**suppression** gate, so an operator gets the first alert of an episode, not a hundred: a surprise
+that does not exceed the recent maximum (decaying by `suppress` per record, half-life
+ln 2 / suppress records) is multiplied by `quiet`.
+
+The score keeps one meaning across streams, because a surprise is a probability under the
+stream's own history: the fixed map `CALIBRATION` gives 0.5 at 10^-2.5 (a value as extreme as
+about 1 record in 300 saw, after correction) and 0.9 at 10^-5. On the NAB development corpus the
+best single threshold for all 31 series lies near that 0.5 (docs/detectors.md, bench/nab.py).
+
+Novelty, not a frozen baseline: the detector keeps learning every record (`novelty = True`), so
+a new level that persists becomes known and the alert clears after it has filled a fair share of
+the history. That is what makes it right for one-channel streams whose "normal" moves (a daily
+cycle, a new set point); a limit that must hold forever belongs in an absolute threshold.
+
+Memory is constant per channel: 3 sorted lists and one ring of `history` values (about 0.7 MB
+per channel at the default 10,000); a record costs O(log n) comparisons plus list moves.
+
+Examples
+--------
+>>> det = RarityDetector()
+>>> rng = np.random.default_rng(0)
+>>> for v in 40 + rng.normal(0, 0.2, 2000):
+...     det.learn({"temp": v}); det.observe({"temp": v})
+>>> normal, spike = det.score({"temp": 40.1}), det.score({"temp": 43.0})
+>>> normal < 1.0 < 2.5 < spike
+True
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+
+import numpy as np  # noqa: F401  (doctest namespace)
+
+from models.calibration import SurpriseMap
+
+# 0.5 at a surprise of 2.5 decades, 0.9 at 5: see the module docstring.
+CALIBRATION = SurpriseMap(s_half=2.5, alarm_ratio=2.0)
+_MIN_HISTORY = 20  # smallest `history` (and `warmup`) accepted: below it a rank means nothing
+_TRANSFORMS = ("value", "level", "volatility")
+_LN10 = math.log(10.0)
+
+
+class _Tail:
+    """The last `size` values of one transform, kept sorted, and the two-sided surprise of a new one."""
+
+    __slots__ = ("size", "tail", "warmup", "sorted", "ring")
+
+    def __init__(self, size: int, tail: int, warmup: int) -> None:
+        self.size, self.tail, self.warmup = size, tail, warmup
+        self.sorted: list[float] = []
+        self.ring: deque[float] = deque()
+
+    def surprise(self, v: float) -> float:
+        """-log10 of the two-sided tail probability of v, in decades (0 before `warmup` values)."""
+        s = self.sorted
+        m = len(s)
+        if m < self.warmup:
+            return 0.0
+        k = max(1, min(self.tail, m // 4))
+        hi = s[m - k]
+        lo = s[k - 1]
+        if v > hi:
+            excess = max(sum(s[m - k:]) / k - hi, 1e-12 + 1e-9 * abs(hi))
+            logp = math.log(k / (m + 1)) - (v - hi) / excess
+        elif v < lo:
+            excess = max(lo - sum(s[:k]) / k, 1e-12 + 1e-9 * abs(lo))
+            logp = math.log(k / (m + 1)) - (lo - v) / excess
+        else:
+            above = m - bisect.bisect_left(s, v)
+            below = bisect.bisect_right(s, v)
+            logp = math.log((min(above, below) + 1) / (m + 1))
+        return max(0.0, -logp / _LN10 - math.log10(2.0))  # two-sided: the worse side of two tests
+
+    def add(self, v: float) -> None:
+        bisect.insort(self.sorted, v)
+        self.ring.append(v)
+        if len(self.ring) > self.size:
+            old = self.ring.popleft()
+            del self.sorted[bisect.bisect_left(self.sorted, old)]
+
+
+class _Channel:
+    """Per-channel state: the three histories and the context that feeds the transforms."""
+
+    __slots__ = ("tails", "level", "vol", "prev")
+
+    def __init__(self, history: int, tail: int, warmup: int) -> None:
+        self.tails = [_Tail(history, tail, warmup) for _ in _TRANSFORMS]
+        self.level: float | None = None
+        self.vol = 0.0
+        self.prev: float | None = None
+
+    def transforms(self, v: float, smooth: float, volatility: float) -> tuple[float, float, float]:
+        """(value, level, volatility) after v, without changing the context."""
+        if self.level is None:
+            return v, v, 0.0
+        level = self.level + smooth * (v - self.level)
+        vol = self.vol + volatility * (abs(v - self.prev) - self.vol)
+        return v, level, vol
+
+
+class RarityDetector:
+    """Surprise of value, level and volatility against each channel's own history (module docstring).
+
+    Parameters
+    ----------
+    history
+        Records kept per transform and channel (memory and how long "seen before" lasts).
+    tail
+        Most extreme history values the exponential tail is fitted on (at most a quarter of it).
+    smooth
+        EWMA weight per record of the level transform (0.1: a 10-record memory).
+    volatility
+        EWMA weight per record of the volatility transform.
+    suppress
+        Decay per record of the recent maximum surprise the suppression gate compares with.
+    quiet
+        Factor applied to a surprise that does not beat the recent maximum (1.0 = no suppression).
+    warmup
+        Records a channel's history must hold before it reports any surprise: with fewer, a rank
+        (resolution 1 / m) and a tail fitted on m / 4 values say little. Learned alerts need the
+        streaming model's `learn_seconds` to cover at least this many records; `config check`
+        does not know a CSV's rate, so replay and docs say so.
+    """
+
+    name = "rarity"
+    version = "1"
+    calibration = CALIBRATION
+    novelty = True
+
+    def __init__(self, history: int = 10_000, tail: int = 100, smooth: float = 0.1, volatility: float = 0.1,
+                 suppress: float = 0.003, quiet: float = 0.5, warmup: int = 100) -> None:
+        if int(history) < _MIN_HISTORY:
+            raise ValueError(f"history must be >= {_MIN_HISTORY} records, got {history}")
+        if not _MIN_HISTORY <= int(warmup) <= int(history):
+            raise ValueError(f"warmup must be between {_MIN_HISTORY} and history ({history}) records, got {warmup}")
+        if int(tail) < 1:
+            raise ValueError(f"tail must be >= 1, got {tail}")
+        for key, val in (("smooth", smooth), ("volatility", volatility), ("suppress", suppress)):
+            if not 0.0 < float(val) <= 1.0:
+                raise ValueError(f"{key} must be in (0, 1], got {val}")
+        if not 0.0 <= float(quiet) <= 1.0:
+            raise ValueError(f"quiet must be in [0, 1], got {quiet}")
+        self.history = int(history)
+        self.tail = int(tail)
+        self.smooth = float(smooth)
+        self.volatility = float(volatility)
+        self.suppress = float(suppress)
+        self.quiet = float(quiet)
+        self.warmup = int(warmup)
+        # Memo of the last record's surprises (score, explain and learn see the same record), and the
+        # surprise learn() found before adding the record, for observe's suppression gate.
+        self._cache: tuple = ((), {})
+        self._learned: tuple = ((), 0.0)
+        self._channels: dict[str, _Channel] = {}
+        self._recent = 0.0  # decaying maximum of recent surprises (the suppression gate)
+
+    def _channel(self, key: str) -> _Channel:
+        ch = self._channels.get(key)
+        if ch is None:
+            ch = self._channels[key] = _Channel(self.history, self.tail, self.warmup)
+        return ch
+
+    def _surprises(self, x: dict[str, float]) -> dict[str, float]:
+        key = tuple(x.items())
+        if self._cache[0] == key:
+            return self._cache[1]
+        out = {}
+        for k, v in x.items():
+            ch = self._channels.get(k)
+            if ch is None or v is None or not math.isfinite(v):
+                out[k] = 0.0
+                continue
+            t = ch.transforms(float(v), self.smooth, self.volatility)
+            out[k] = max(tail.surprise(val) for tail, val in zip(ch.tails, t))
+        self._cache = (key, out)
+        return out
+
+    def _combined(self, per_channel: dict[str, float]) -> float:
+        n_tests = len(_TRANSFORMS) * max(1, len(per_channel))
+        return max(0.0, max(per_channel.values(), default=0.0) - math.log10(n_tests))
+
+    def score(self, x: dict[str, float]) -> float:
+        """Surprise in decades after suppression (>= 0); CALIBRATION maps it to [0, 1]."""
+        s = self._combined(self._surprises(x))
+        return s if s > self._recent else s * self.quiet
+
+    def explain(self, x: dict[str, float]) -> dict[str, float]:
+        """Per channel, its largest surprise in decades (before correction and suppression)."""
+        return self._surprises(x)
+
+    def learn(self, x: dict[str, float]) -> None:
+        """Add the record's transforms to each channel's history (call `observe` after it)."""
+        self._learned = (tuple(x.items()), self._combined(self._surprises(x)))
+        self._cache = ((), {})
+        for k, v in x.items():
+            if v is None or not math.isfinite(v):
+                continue
+            ch = self._channel(k)
+            for tail, val in zip(ch.tails, ch.transforms(float(v), self.smooth, self.volatility)):
+                tail.add(val)
+
+    def observe(self, x: dict[str, float]) -> None:
+        """Advance the context (level, volatility, suppression) past this record; call after learn."""
+        key = tuple(x.items())
+        s = self._learned[1] if self._learned[0] == key else self._combined(self._surprises(x))
+        self._recent = max(self._recent * (1.0 - self.suppress), s)
+        for k, v in x.items():
+            if v is None or not math.isfinite(v):
+                continue
+            ch = self._channel(k)
+            v = float(v)
+            _, ch.level, ch.vol = ch.transforms(v, self.smooth, self.volatility)
+            ch.prev = v
+        self._cache, self._learned = ((), {}), ((), 0.0)
+
+    def state(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "params": {"history": self.history, "tail": self.tail, "smooth": self.smooth,
+                       "volatility": self.volatility, "suppress": self.suppress, "quiet": self.quiet,
+                       "warmup": self.warmup},
+            "recent": self._recent,
+            "channels": {k: {"level": c.level, "vol": c.vol, "prev": c.prev, "history": [list(t.ring) for t in c.tails]}
+                         for k, c in self._channels.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "RarityDetector":
+        det = cls(**state["params"])
+        det._recent = float(state["recent"])
+        for k, c in state["channels"].items():
+            ch = det._channel(k)
+            ch.level, ch.vol, ch.prev = c["level"], float(c["vol"]), c["prev"]
+            for tail, values in zip(ch.tails, c["history"]):
+                for v in values:
+                    tail.add(float(v))
+        return det
