@@ -34,9 +34,9 @@ LOW_RATE_DEFAULTS = {  # CSV with 2+ channels: transmitters reporting ~1 row/s (
     "detector": {"type": "pca", "learn_seconds": 3600, "adapt_half_life_s": 86400.0},
     "alerts": {"warning": 0.3, "alarm": 0.9, "debounce_n": 3, "debounce_m": 5, "hysteresis": 0.1},
 }
-UNIVARIATE_DEFAULTS = {  # CSV with one channel: a temperature, an RMS trend; learn one daily cycle
-    "detector": {"type": "trend", "learn_seconds": 86400, "adapt_half_life_s": 7 * 86400.0},
-    "alerts": {"warning": 0.5, "alarm": 0.9, "debounce_n": 3, "debounce_m": 5, "hysteresis": 0.1},
+UNIVARIATE_DEFAULTS = {  # CSV with one channel: a temperature, a pressure, a count (NAB); docs/detectors.md
+    "detector": {"type": "rarity", "learn_seconds": 86400, "adapt_half_life_s": 7 * 86400.0},
+    "alerts": {"warning": 0.5, "alarm": 0.9, "debounce_n": 1, "debounce_m": 1, "hysteresis": 0.1},
 }
 BURST_DEFAULTS = {  # burst directories: waveform features, the daemon's default detector
     "detector": {"type": "auto", "learn_seconds": 3600, "adapt_half_life_s": 86400.0},
@@ -229,7 +229,7 @@ def write_csv(path: str, res: Result) -> None:
         w = csv.writer(f)
         w.writerow(["timestamp", "score", "alert", "level", "ready", "reason"])
         for stamp, s, a, (level, ready, reason) in zip(res.stamps, res.score.tolist(), res.alert.tolist(), res.extra):
-            w.writerow([stamp, f"{s:.6f}", a, level, ready, reason])
+            w.writerow([stamp, f"{s:.9f}", a, level, ready, reason])
     os.replace(tmp, path)
 
 

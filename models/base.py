@@ -11,17 +11,27 @@ Contract, checked for every registered detector by one test (tests/test_detector
 - `score(x)` returns a finite float >= 0 for any finite input.
 - `explain(x)` returns per-feature contributions (same keys as x, >= 0) for alert reasons.
 - `state()` returns a JSON-serialisable dict; `from_state(state)` restores an equal model.
+- `calibration`: None when raw scores are calibrated on the healthy baseline (models/calibration.py
+  `Calibrator`, fitted by models/streaming.py), or a fixed callable raw -> [0, 1] when the raw score
+  already has one meaning on every stream (a surprise in decades: `SurpriseMap`, models/rarity.py).
+- `novelty`: False for a baseline model (after learning it adapts only from records below the
+  warning level, so a developing fault is never absorbed); True for a novelty model, which learns
+  every record: what it reports is what is new, and a new normal stops being new.
+- Optional `observe(x)`: called after every record (after `learn` when it learns) to advance input
+  context such as smoothing or a previous value; `score` and `learn` only read that context.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 
 @runtime_checkable
 class Detector(Protocol):
     name: str
     version: str
+    calibration: Callable[[float], float] | None
+    novelty: bool
 
     def learn(self, x: dict[str, float]) -> None: ...
 

@@ -104,6 +104,8 @@ class GaussianDetector:
 
     name = "gaussian"
     version = "1"
+    calibration = None  # fitted on the baseline by models/streaming.py
+    novelty = False
 
     def __init__(self, half_life: float | None = None, shrinkage: float = 0.1) -> None:
         self.half_life = half_life

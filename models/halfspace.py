@@ -38,6 +38,8 @@ class HalfSpaceTreesDetector:
 
     name = "hst"
     version = "1"
+    calibration = None  # fitted on the baseline by models/streaming.py
+    novelty = False
 
     def __init__(
         self,

@@ -69,6 +69,8 @@ class PcaDetector:
 
     name = "pca"
     version = "1"
+    calibration = None  # fitted on the baseline by models/streaming.py
+    novelty = False
 
     def __init__(
         self,

@@ -4,13 +4,13 @@
 Importing this module does not import river: the river-based detector imports it lazily.
 
 >>> sorted(DETECTORS)
-['gaussian', 'hst', 'pca', 'trend', 'zmax']
+['gaussian', 'hst', 'pca', 'rarity', 'trend', 'zmax']
 >>> create("auto").name
 'gaussian'
 >>> create("gausian")
 Traceback (most recent call last):
 ...
-ValueError: unknown detector 'gausian'; valid: auto, gaussian, hst, pca, trend, zmax
+ValueError: unknown detector 'gausian'; valid: auto, gaussian, hst, pca, rarity, trend, zmax
 >>> create("gaussian", height=3)
 Traceback (most recent call last):
 ...
@@ -25,6 +25,7 @@ from models.base import Detector
 from models.gaussian import GaussianDetector
 from models.halfspace import HalfSpaceTreesDetector
 from models.pca import PcaDetector
+from models.rarity import RarityDetector
 from models.trend import TrendDetector
 from models.zmax import ZMaxDetector
 
@@ -34,6 +35,7 @@ DETECTORS: dict[str, type] = {
     ZMaxDetector.name: ZMaxDetector,
     PcaDetector.name: PcaDetector,  # low-rate multivariate rows (SKAB), docs/BENCHMARKS.md
     TrendDetector.name: TrendDetector,  # univariate online streams: steps and drifts
+    RarityDetector.name: RarityDetector,  # one-channel streams (NAB, temperatures): docs/detectors.md
 }
 
 # Best AUC on incipient simulated faults, as few false warnings as any, ~40 us/vector, no river

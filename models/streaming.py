@@ -131,7 +131,11 @@ class StreamingModel:
             self._finish_learning(ts)
 
         raw = self.detector.score(finite)
-        score01 = self._calibrator(raw) if self._calibrator is not None else 0.0
+        fixed = self.detector.calibration
+        if fixed is not None:  # a surprise with one meaning on every stream: nothing to fit
+            score01 = fixed(raw)
+        else:
+            score01 = self._calibrator(raw) if self._calibrator is not None else 0.0
         contrib = self.detector.explain(finite)
         top = sorted(contrib.items(), key=lambda kv: kv[1], reverse=True)[:3]
         reason = [(k, finite[k], round(c, 4)) for k, c in top]
@@ -142,8 +146,8 @@ class StreamingModel:
                     self._collect(raw)
                 self.detector.learn(finite)
                 self._n_learned += 1
-        elif self.adapt_half_life_s and complete and score01 < self.adapt_below:
-            self.detector.learn(finite)
+        elif complete and (self.detector.novelty or (self.adapt_half_life_s and score01 < self.adapt_below)):
+            self.detector.learn(finite)  # a novelty model learns every record (models/base.py)
             self._n_learned += 1
         observe = getattr(self.detector, "observe", None)
         if observe is not None:  # detectors with input context (models/pca.py smoothing) see every row

@@ -57,6 +57,8 @@ class TrendDetector:
 
     name = "trend"
     version = "1"
+    calibration = None  # fitted on the baseline by models/streaming.py
+    novelty = False
 
     def __init__(self, smooth: int = 10, slack: float = 2.0, half_life: float | None = None) -> None:
         if int(smooth) < 1:

@@ -29,6 +29,8 @@ class ZMaxDetector:
 
     name = "zmax"
     version = "1"
+    calibration = None  # fitted on the baseline by models/streaming.py
+    novelty = False
 
     def __init__(self, half_life: float | None = None) -> None:
         self.half_life = half_life
