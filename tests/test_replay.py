@@ -57,8 +57,8 @@ def test_train_rows_ends_learning_after_exactly_n_records(tmp_path):
     assert ready[:40] == [0] * 40 and ready[40:] == [1] * 60
 
 
-def test_univariate_online_detector_catches_a_drift_and_a_step(tmp_path):
-    """One reading a minute; learns online (--train-rows 0): a slow drift from day 3, a step on day 5."""
+def _temperature_with_drift_and_step(tmp_path):
+    """One reading a minute for 6 days with a daily cycle; a slow drift on day 4, a 2-hour step on day 6."""
     rng = np.random.default_rng(3)
     n = 6 * 1440
     x = 60 + 0.5 * np.sin(np.arange(n) * 2 * np.pi / 1440) + rng.normal(0, 0.1, n)
@@ -66,12 +66,33 @@ def test_univariate_online_detector_catches_a_drift_and_a_step(tmp_path):
     x[5 * 1440:5 * 1440 + 120] += 4.0  # a 2-hour step
     path = tmp_path / "temp.csv"
     write_rows(path, ["time", "machine_temp"], [[str(60 * i), f"{v:.3f}"] for i, v in enumerate(x)])
-    res = replay.replay(str(path), train_rows=0)
+    return path
+
+
+def test_univariate_default_flags_the_onset_of_a_drift_and_a_step(tmp_path):
+    """Defaults (detector `rarity`, learns online): an alert when something new starts, quiet otherwise."""
+    res = replay.replay(str(_temperature_with_drift_and_step(tmp_path)), train_rows=0)
     alert = res.alert.astype(bool)
     healthy = np.r_[1440:3 * 1440, 4 * 1440 + 240:5 * 1440]
+    assert alert[healthy].mean() < 0.005
+    assert alert[3 * 1440:3 * 1440 + 600].any(), "the drift is flagged while it leaves the known range"
+    assert alert[5 * 1440] and res.score[5 * 1440] >= 0.9, "the step alarms on its first record"
+
+
+def test_trend_holds_the_alert_while_the_level_is_out_of_range(tmp_path):
+    """`trend` (a frozen healthy range, 3-of-5 policy) keeps the alert up for the whole excursion."""
+    from agent.replay_io import read_csv
+
+    table = read_csv(str(_temperature_with_drift_and_step(tmp_path)), None)
+    cfg = replay.default_sensor("rows", table.columns)
+    cfg = cfg.model_copy(update={
+        "detector": cfg.detector.model_copy(update={"type": "trend"}),
+        "alerts": cfg.alerts.model_copy(update={"debounce_n": 3, "debounce_m": 5}),
+    })
+    alert = replay.replay_table(table, cfg, train_rows=0).alert.astype(bool)
+    healthy = np.r_[1440:3 * 1440, 4 * 1440 + 240:5 * 1440]
     assert alert[healthy].mean() < 0.02
-    drift_end = alert[3 * 1440 + 1000:4 * 1440]
-    assert drift_end.mean() > 0.5
+    assert alert[3 * 1440 + 1000:4 * 1440].mean() > 0.5
     assert alert[5 * 1440 + 5:5 * 1440 + 120].mean() > 0.8
 
 
