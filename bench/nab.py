@@ -38,7 +38,7 @@ PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 GRID = {  # around the defaults of models/rarity.py; the CV picks per held-out category
     "smooth": (0.1, 0.3),
     "suppress": (0.003, 0.01),
-    "tail": (50, 100),
+    "tail": (70, 100, 140),
 }
 
 

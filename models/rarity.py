@@ -15,10 +15,11 @@ into a **surprise** in decades, -log10 p, where p is how rarely values as extrem
 
 - inside the body of the history, the conformal p-value p = (#{h >= v} + 1) / (m + 1)
   (Vovk, Gammerman and Shafer 2005, "Algorithmic learning in a random world", ch. 2);
-- beyond the `tail`-th most extreme value u, a peaks-over-threshold tail: the excesses over u
-  are modelled as exponential with their mean e, p = (tail / (m + 1)) * exp(-(v - u) / e)
-  (Pickands 1975; the streaming use is SPOT, Siffer et al. 2017, KDD), so a value far beyond
-  everything seen gets a finite, growing surprise instead of a saturated rank.
+- beyond the k-th most extreme value u, a peaks-over-threshold tail: the excesses over u are
+  modelled as exponential with their mean e, p = (k / (m + 1)) * exp(-(v - u) / e) (Pickands
+  1975; the streaming use is SPOT, Siffer et al. 2017, KDD), so a value far beyond everything
+  seen gets a finite, growing surprise instead of a saturated rank. log p is averaged over
+  k = tail/2, tail, 2*tail (each at most m/4), which makes it stable against the choice of k.
 
 A record's surprise is the largest over transforms and channels, minus log10 of their number
 (Bonferroni: 6 one-sided tests per channel must not look 6 times as surprising). Then a
@@ -65,6 +66,7 @@ CALIBRATION = SurpriseMap(s_half=2.5, alarm_ratio=2.0)
 _MIN_HISTORY = 20  # smallest `history` (and `warmup`) accepted: below it a rank means nothing
 _TRANSFORMS = ("value", "level", "volatility")
 _LN10 = math.log(10.0)
+_LOG10_2 = math.log10(2.0)
 
 
 class _Tail:
@@ -78,25 +80,34 @@ class _Tail:
         self.ring: deque[float] = deque()
 
     def surprise(self, v: float) -> float:
-        """-log10 of the two-sided tail probability of v, in decades (0 before `warmup` values)."""
+        """-log10 of the two-sided tail probability of v, in decades (0 before `warmup` values).
+
+        Beyond the body, the log-probability is averaged over three POT thresholds (the tail/2,
+        tail and 2*tail most extreme values): one threshold's estimate swings with the few values
+        that happen to sit near it, the average is stable (the idea of reading a Hill plot).
+        """
         s = self.sorted
         m = len(s)
         if m < self.warmup:
             return 0.0
-        k = max(1, min(self.tail, m // 4))
-        hi = s[m - k]
-        lo = s[k - 1]
-        if v > hi:
-            excess = max(sum(s[m - k:]) / k - hi, 1e-12 + 1e-9 * abs(hi))
-            logp = math.log(k / (m + 1)) - (v - hi) / excess
-        elif v < lo:
-            excess = max(lo - sum(s[:k]) / k, 1e-12 + 1e-9 * abs(lo))
-            logp = math.log(k / (m + 1)) - (lo - v) / excess
-        else:
-            above = m - bisect.bisect_left(s, v)
-            below = bisect.bisect_right(s, v)
-            logp = math.log((min(above, below) + 1) / (m + 1))
-        return max(0.0, -logp / _LN10 - math.log10(2.0))  # two-sided: the worse side of two tests
+        # The rank in the body: the rarer side's count of values at least as extreme as v.
+        body = math.log((min(m - bisect.bisect_left(s, v), bisect.bisect_right(s, v)) + 1) / (m + 1))
+        widest = min(2 * self.tail, m // 4)
+        if s[widest - 1] <= v <= s[m - widest]:  # inside every tail threshold: the rank alone (most records)
+            return max(0.0, -body / _LN10 - _LOG10_2)
+        total = 0.0
+        for size in (self.tail // 2, self.tail, 2 * self.tail):
+            k = max(1, min(size, m // 4))
+            hi, lo = s[m - k], s[k - 1]
+            if v > hi:
+                excess = max(sum(s[m - k:]) / k - hi, 1e-12 + 1e-9 * abs(hi))
+                total += math.log(k / (m + 1)) - (v - hi) / excess
+            elif v < lo:
+                excess = max(lo - sum(s[:k]) / k, 1e-12 + 1e-9 * abs(lo))
+                total += math.log(k / (m + 1)) - (lo - v) / excess
+            else:
+                total += body
+        return max(0.0, -total / (3.0 * _LN10) - _LOG10_2)  # two-sided: the worse of two tests
 
     def add(self, v: float) -> None:
         bisect.insort(self.sorted, v)
@@ -134,7 +145,8 @@ class RarityDetector:
     history
         Records kept per transform and channel (memory and how long "seen before" lasts).
     tail
-        Most extreme history values the exponential tail is fitted on (at most a quarter of it).
+        Middle of the three numbers of most extreme history values the exponential tails are
+        fitted on (tail/2, tail, 2*tail; each at most a quarter of the history).
     smooth
         EWMA weight per record of the level transform (0.1: a 10-record memory).
     volatility
@@ -161,8 +173,8 @@ class RarityDetector:
             raise ValueError(f"history must be >= {_MIN_HISTORY} records, got {history}")
         if not _MIN_HISTORY <= int(warmup) <= int(history):
             raise ValueError(f"warmup must be between {_MIN_HISTORY} and history ({history}) records, got {warmup}")
-        if int(tail) < 1:
-            raise ValueError(f"tail must be >= 1, got {tail}")
+        if int(tail) < 2:
+            raise ValueError(f"tail must be >= 2, got {tail}")
         for key, val in (("smooth", smooth), ("volatility", volatility), ("suppress", suppress)):
             if not 0.0 < float(val) <= 1.0:
                 raise ValueError(f"{key} must be in (0, 1], got {val}")
@@ -175,10 +187,10 @@ class RarityDetector:
         self.suppress = float(suppress)
         self.quiet = float(quiet)
         self.warmup = int(warmup)
-        # Memo of the last record's surprises (score, explain and learn see the same record), and the
-        # surprise learn() found before adding the record, for observe's suppression gate.
-        self._cache: tuple = ((), {})
-        self._learned: tuple = ((), 0.0)
+        # The last record's evaluation, shared by score, explain, learn and observe (the streaming
+        # model calls them in that order on one record): (items, surprises, transforms, combined,
+        # learned). After learn() the surprises are stale for score() but still what observe() needs.
+        self._memo: tuple = ((), {}, {}, 0.0, False)
         self._channels: dict[str, _Channel] = {}
         self._recent = 0.0  # decaying maximum of recent surprises (the suppression gate)
 
@@ -188,58 +200,58 @@ class RarityDetector:
             ch = self._channels[key] = _Channel(self.history, self.tail, self.warmup)
         return ch
 
-    def _surprises(self, x: dict[str, float]) -> dict[str, float]:
+    def _evaluate(self, x: dict[str, float], for_score: bool = True) -> tuple:
         key = tuple(x.items())
-        if self._cache[0] == key:
-            return self._cache[1]
-        out = {}
-        for k, v in x.items():
-            ch = self._channels.get(k)
-            if ch is None or v is None or not math.isfinite(v):
-                out[k] = 0.0
+        memo = self._memo
+        if memo[0] == key and not (for_score and memo[4]):
+            return memo
+        surprises, transforms = {}, {}
+        smooth, volatility = self.smooth, self.volatility
+        for k, v in key:
+            if v is None or not math.isfinite(v):
+                surprises[k] = 0.0
                 continue
-            t = ch.transforms(float(v), self.smooth, self.volatility)
-            out[k] = max(tail.surprise(val) for tail, val in zip(ch.tails, t))
-        self._cache = (key, out)
-        return out
-
-    def _combined(self, per_channel: dict[str, float]) -> float:
-        n_tests = len(_TRANSFORMS) * max(1, len(per_channel))
-        return max(0.0, max(per_channel.values(), default=0.0) - math.log10(n_tests))
+            ch = self._channels.get(k)
+            if ch is None:  # first record of this channel: nothing to compare with (created by learn)
+                transforms[k] = (float(v), float(v), 0.0)
+                surprises[k] = 0.0
+                continue
+            t = transforms[k] = ch.transforms(float(v), smooth, volatility)
+            a, b, c = ch.tails
+            surprises[k] = max(a.surprise(t[0]), b.surprise(t[1]), c.surprise(t[2]))
+        n_tests = len(_TRANSFORMS) * max(1, len(surprises))
+        combined = max(0.0, max(surprises.values(), default=0.0) - math.log10(n_tests))
+        self._memo = (key, surprises, transforms, combined, False)
+        return self._memo
 
     def score(self, x: dict[str, float]) -> float:
         """Surprise in decades after suppression (>= 0); CALIBRATION maps it to [0, 1]."""
-        s = self._combined(self._surprises(x))
+        s = self._evaluate(x)[3]
         return s if s > self._recent else s * self.quiet
 
     def explain(self, x: dict[str, float]) -> dict[str, float]:
         """Per channel, its largest surprise in decades (before correction and suppression)."""
-        return self._surprises(x)
+        return dict(self._evaluate(x)[1])
 
     def learn(self, x: dict[str, float]) -> None:
         """Add the record's transforms to each channel's history (call `observe` after it)."""
-        self._learned = (tuple(x.items()), self._combined(self._surprises(x)))
-        self._cache = ((), {})
-        for k, v in x.items():
-            if v is None or not math.isfinite(v):
-                continue
-            ch = self._channel(k)
-            for tail, val in zip(ch.tails, ch.transforms(float(v), self.smooth, self.volatility)):
-                tail.add(val)
+        key, surprises, transforms, combined, _ = self._evaluate(x)
+        for k, t in transforms.items():
+            a, b, c = self._channel(k).tails
+            a.add(t[0])
+            b.add(t[1])
+            c.add(t[2])
+        self._memo = (key, surprises, transforms, combined, True)
 
     def observe(self, x: dict[str, float]) -> None:
         """Advance the context (level, volatility, suppression) past this record; call after learn."""
-        key = tuple(x.items())
-        s = self._learned[1] if self._learned[0] == key else self._combined(self._surprises(x))
-        self._recent = max(self._recent * (1.0 - self.suppress), s)
-        for k, v in x.items():
-            if v is None or not math.isfinite(v):
-                continue
+        _, _, transforms, combined, _ = self._evaluate(x, for_score=False)
+        self._recent = max(self._recent * (1.0 - self.suppress), combined)
+        for k, t in transforms.items():
             ch = self._channel(k)
-            v = float(v)
-            _, ch.level, ch.vol = ch.transforms(v, self.smooth, self.volatility)
-            ch.prev = v
-        self._cache, self._learned = ((), {}), ((), 0.0)
+            _, ch.level, ch.vol = t
+            ch.prev = t[0]
+        self._memo = ((), {}, {}, 0.0, False)
 
     def state(self) -> dict:
         return {
