@@ -15,11 +15,10 @@ into a **surprise** in decades, -log10 p, where p is how rarely values as extrem
 
 - inside the body of the history, the conformal p-value p = (#{h >= v} + 1) / (m + 1)
   (Vovk, Gammerman and Shafer 2005, "Algorithmic learning in a random world", ch. 2);
-- beyond the k-th most extreme value u, a peaks-over-threshold tail: the excesses over u are
-  modelled as exponential with their mean e, p = (k / (m + 1)) * exp(-(v - u) / e) (Pickands
-  1975; the streaming use is SPOT, Siffer et al. 2017, KDD), so a value far beyond everything
-  seen gets a finite, growing surprise instead of a saturated rank. log p is averaged over
-  k = tail/2, tail, 2*tail (each at most m/4), which makes it stable against the choice of k.
+- beyond the k-th most extreme value u (k = `tail`, at most m / 4), a peaks-over-threshold tail:
+  the excesses over u are modelled as exponential with their mean e, p = (k / (m + 1)) *
+  exp(-(v - u) / e) (Pickands 1975; the streaming use is SPOT, Siffer et al. 2017, KDD), so a
+  value far beyond everything seen gets a finite, growing surprise instead of a saturated rank.
 
 A record's surprise is the largest over transforms and channels, minus log10 of their number
 (Bonferroni: 6 one-sided tests per channel must not look 6 times as surprising). Then a
@@ -80,34 +79,22 @@ class _Tail:
         self.ring: deque[float] = deque()
 
     def surprise(self, v: float) -> float:
-        """-log10 of the two-sided tail probability of v, in decades (0 before `warmup` values).
-
-        Beyond the body, the log-probability is averaged over three POT thresholds (the tail/2,
-        tail and 2*tail most extreme values): one threshold's estimate swings with the few values
-        that happen to sit near it, the average is stable (the idea of reading a Hill plot).
-        """
+        """-log10 of the two-sided tail probability of v, in decades (0 before `warmup` values)."""
         s = self.sorted
         m = len(s)
         if m < self.warmup:
             return 0.0
-        # The rank in the body: the rarer side's count of values at least as extreme as v.
-        body = math.log((min(m - bisect.bisect_left(s, v), bisect.bisect_right(s, v)) + 1) / (m + 1))
-        widest = min(2 * self.tail, m // 4)
-        if s[widest - 1] <= v <= s[m - widest]:  # inside every tail threshold: the rank alone (most records)
-            return max(0.0, -body / _LN10 - _LOG10_2)
-        total = 0.0
-        for size in (self.tail // 2, self.tail, 2 * self.tail):
-            k = max(1, min(size, m // 4))
-            hi, lo = s[m - k], s[k - 1]
-            if v > hi:
-                excess = max(sum(s[m - k:]) / k - hi, 1e-12 + 1e-9 * abs(hi))
-                total += math.log(k / (m + 1)) - (v - hi) / excess
-            elif v < lo:
-                excess = max(lo - sum(s[:k]) / k, 1e-12 + 1e-9 * abs(lo))
-                total += math.log(k / (m + 1)) - (lo - v) / excess
-            else:
-                total += body
-        return max(0.0, -total / (3.0 * _LN10) - _LOG10_2)  # two-sided: the worse of two tests
+        k = max(1, min(self.tail, m // 4))
+        hi, lo = s[m - k], s[k - 1]
+        if v > hi:
+            excess = max(sum(s[m - k:]) / k - hi, 1e-12 + 1e-9 * abs(hi))
+            logp = math.log(k / (m + 1)) - (v - hi) / excess
+        elif v < lo:
+            excess = max(lo - sum(s[:k]) / k, 1e-12 + 1e-9 * abs(lo))
+            logp = math.log(k / (m + 1)) - (lo - v) / excess
+        else:  # the body: the rarer side's count of values at least as extreme as v
+            logp = math.log((min(m - bisect.bisect_left(s, v), bisect.bisect_right(s, v)) + 1) / (m + 1))
+        return max(0.0, -logp / _LN10 - _LOG10_2)  # two-sided: the worse of two tests
 
     def add(self, v: float) -> None:
         bisect.insort(self.sorted, v)
@@ -145,8 +132,7 @@ class RarityDetector:
     history
         Records kept per transform and channel (memory and how long "seen before" lasts).
     tail
-        Middle of the three numbers of most extreme history values the exponential tails are
-        fitted on (tail/2, tail, 2*tail; each at most a quarter of the history).
+        Most extreme history values the exponential tail is fitted on (at most a quarter of it).
     smooth
         EWMA weight per record of the level transform (0.1: a 10-record memory).
     volatility
@@ -173,8 +159,8 @@ class RarityDetector:
             raise ValueError(f"history must be >= {_MIN_HISTORY} records, got {history}")
         if not _MIN_HISTORY <= int(warmup) <= int(history):
             raise ValueError(f"warmup must be between {_MIN_HISTORY} and history ({history}) records, got {warmup}")
-        if int(tail) < 2:
-            raise ValueError(f"tail must be >= 2, got {tail}")
+        if int(tail) < 1:
+            raise ValueError(f"tail must be >= 1, got {tail}")
         for key, val in (("smooth", smooth), ("volatility", volatility), ("suppress", suppress)):
             if not 0.0 < float(val) <= 1.0:
                 raise ValueError(f"{key} must be in (0, 1], got {val}")
