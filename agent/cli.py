@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.model_cli import add_parser as add_model_parser
 
     add_model_parser(sub)  # `model train|export|quantize|keygen|sign|verify|info`
+
+    from agent.baseline import add_parser as add_baseline_parser
+
+    add_baseline_parser(sub)  # `baseline reset`
     return parser
 
 
