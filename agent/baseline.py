@@ -14,9 +14,77 @@ signed bundle).
 
 from __future__ import annotations
 
+import math
 import sys
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+# Below this many windows `config check` warns. The default detector models ~20-40 features; with
+# fewer windows than features its covariance is mostly shrinkage and the short-baseline calibration
+# is wide: only large changes alert (docs/BENCHMARKS.md, "Baseline lifecycle").
+SENSIBLE_WINDOWS = 30
+
+
+def planned_windows(sensor_cfg) -> tuple[int, float]:
+    """(windows the baseline will hold, seconds between windows) for a sensor's config.
+
+    Learning ends at the first window whose end is `learn_seconds` or more after the first
+    window's end, so the baseline holds the windows before it: ceil(learn_seconds / cadence).
+
+    >>> from agent.config_models import SensorConfig
+    >>> planned_windows(SensorConfig(name="p", protocol="sim", detector={"learn_seconds": 20}))
+    (5, 4.096)
+    """
+    if sensor_cfg.protocol == "modbus":
+        cadence = sensor_cfg.poll_interval
+    else:
+        cadence = (sensor_cfg.window.hop or sensor_cfg.window.size) / sensor_cfg.sample_rate
+    return max(1, math.ceil(sensor_cfg.detector.learn_seconds / cadence - 1e-9)), cadence
+
+
+def _line_of(path: str, keys: tuple) -> int | None:
+    """Line of the deepest of `keys` present in the YAML file (for warnings), or None."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            node = yaml.compose(f)
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for key in keys:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            node = None
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def describe(cfg, path: str) -> list[str]:
+    """`config check` lines about each sensor's baseline: its size, and a warning when short."""
+    out = []
+    for i, s in enumerate(cfg.sensors):
+        if s.detector.bundle is not None:
+            out.append(f"{s.name}: scored by the signed bundle {s.detector.bundle} (nothing learned on the device "
+                       "unless it is refused)")
+            continue
+        n, cadence = planned_windows(s)
+        every = (f"a poll every {cadence:g} s" if s.protocol == "modbus" else
+                 f"a window every {cadence:g} s: {s.window.size}-sample windows, hop {s.window.hop} at "
+                 f"{s.sample_rate:g} Hz")
+        out.append(f"{s.name}: baseline of {n} window{'s' if n != 1 else ''} (learn_seconds {s.detector.learn_seconds:g}, "
+                   f"{every}); learned alerts from the first window {s.detector.learn_seconds:g} s after the first one")
+        if n < SENSIBLE_WINDOWS:
+            line = _line_of(path, ("sensors", i, "detector", "learn_seconds")) or _line_of(path, ("sensors", i))
+            out.append(f"warning: sensors[{i}].detector.learn_seconds: {s.name}'s baseline holds only {n} windows "
+                       f"(fewer than {SENSIBLE_WINDOWS}): it is calibrated for its size, so only large changes "
+                       f"alert; {math.ceil(SENSIBLE_WINDOWS * cadence)} s or more is recommended"
+                       + (f" ({path}:{line})" if line else ""))
+    return out
 
 
 def handle_request(req: dict, workers: dict, storage_dir: str) -> dict:
