@@ -131,6 +131,18 @@ class ControlServer:
             return {"ok": False, "error": str(exc)}
 
 
+def serve(path: str, handler: Callable[[dict], dict], log) -> ControlServer | None:
+    """A started ControlServer, or None after one log line saying why (the agent runs on
+    without it). Call before starting other threads: it sets the process umask for a moment."""
+    server = ControlServer(path, handler, log)
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("no control socket: `pdm-agent baseline reset` cannot reach this agent", path=path, error=str(exc))
+        return None
+    return server
+
+
 def request(path: str, message: dict, timeout: float = 10.0) -> dict:
     """Send one request to the agent at `path`; its reply. ControlUnavailable when nothing
     answers (no socket, connection refused, no reply within `timeout`)."""

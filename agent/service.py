@@ -20,7 +20,7 @@ from collections import deque
 from agent import __version__
 from agent.alert_state import AlertLevels
 from agent.config import Config, ConfigError, load_config
-from agent.control import ControlServer, socket_path
+from agent.control import ControlServer, serve, socket_path
 from agent.health import CpuMeter, rss_mib
 from agent.hotswap import ModelManager
 from agent.logs import Every
@@ -85,6 +85,10 @@ class Service:
     def request_stop(self) -> None:
         """Stop from another thread (tests, embedding)."""
         self._stop_requested = True
+        self.request_wake()
+
+    def request_wake(self) -> None:
+        """Run the main loop's tick now rather than within a second."""
         try:
             self._wake_w.send(b"\0")
         except OSError:
@@ -183,9 +187,10 @@ class Service:
 
     # -- the baseline lifecycle -------------------------------------------------------------
     def _baseline_learned(self, sensor: str, baseline: dict) -> None:
-        """Learning ended (pipeline thread, worker lock held): status now, saved by the main loop."""
+        """Learning ended (pipeline thread, worker lock held): the main loop saves the baseline
+        at once, then republishes the status, so a status saying `ready` survives a kill -9."""
         self._save_due.add(sensor)
-        self.publisher and self.publisher.announce()
+        self.request_wake()
 
     def _control(self, req: dict) -> dict:
         """Requests on the local control socket (agent/control.py, agent/baseline.py)."""
@@ -195,17 +200,9 @@ class Service:
         self.publisher and self.publisher.announce()  # status shows `learning` now, not in status_interval_s
         return reply
 
-    def _start_control(self) -> None:
-        self.control = ControlServer(socket_path(self.storage_dir), self._control, self.log)
-        try:
-            self.control.start()
-        except OSError as exc:
-            self.control = None
-            self.log.error("no control socket: `pdm-agent baseline reset` cannot reach this agent", error=str(exc))
-
     def start(self) -> None:
         os.makedirs(self.storage_dir, exist_ok=True)
-        self._start_control()  # first: its umask must not race other threads creating files
+        self.control = serve(socket_path(self.storage_dir), self._control, self.log)  # first: see its umask
         self.outbox = Outbox(os.path.join(self.storage_dir, "outbox.sqlite"), self.cfg.storage.max_outbox_mb * 2**20)
         self._dropped_logged = sum(self.outbox.dropped.values())
         pending = self.outbox.depth()
@@ -279,8 +276,10 @@ class Service:
                 if summary != self._status_text:  # `systemctl status` shows the current line
                     self._status_text = summary
                     self.notifier.status(summary)
-                while self._save_due:  # a baseline just learned is saved at once: a restart keeps it
-                    (worker := self.workers.get(self._save_due.pop())) and self._save(worker)
+                if self._save_due:  # a baseline just learned is saved at once, then announced
+                    while self._save_due:
+                        (worker := self.workers.get(self._save_due.pop())) and self._save(worker)
+                    self.publisher.announce()
                 if time.monotonic() - last_save > SAVE_EVERY_S:
                     last_save = time.monotonic()
                     for worker in list(self.workers.values()):
