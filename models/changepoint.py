@@ -11,7 +11,7 @@ enough of them to call them normal. That step is what this test finds, on log sc
 (the two-sample t statistic of a single change in mean, maximised over the split: the classical
 CUSUM/likelihood-ratio change-point test for a normal mean, Hinkley 1970). A change is reported
 when the largest t_k reaches `threshold` *and* the later segment's mean log score is at least
-`min_shift` higher (1.0: typical scores 2.7x higher), so a long, quiet baseline cannot report a
+`min_shift` higher (2.5: typical scores 12x higher), so a long, quiet baseline cannot report a
 statistically significant but physically trivial step. Only increases count: a machine getting
 quieter during learning is not a fault. The defaults were set on healthy simulated learning runs
 (bench/baseline.py: no healthy run reaches them); docs/BENCHMARKS.md has the figures.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 THRESHOLD = 6.0
-MIN_SHIFT = 2.0
+MIN_SHIFT = 2.5
 
 
 @dataclass(frozen=True, slots=True)
