@@ -76,8 +76,9 @@ def describe(cfg, path: str) -> list[str]:
         every = (f"a poll every {cadence:g} s" if s.protocol == "modbus" else
                  f"a window every {cadence:g} s: {s.window.size}-sample windows, hop {s.window.hop} at "
                  f"{s.sample_rate:g} Hz")
-        out.append(f"{s.name}: baseline of {n} window{'s' if n != 1 else ''} (learn_seconds {s.detector.learn_seconds:g}, "
-                   f"{every}); learned alerts from the first window {s.detector.learn_seconds:g} s after the first one")
+        out.append(f"{s.name}: baseline of {n} window{'s' if n != 1 else ''} (learn_seconds "
+                   f"{s.detector.learn_seconds:g}, {every}); learned alerts from the first window "
+                   f"{s.detector.learn_seconds:g} s after the first one")
         if n < SENSIBLE_WINDOWS:
             line = _line_of(path, ("sensors", i, "detector", "learn_seconds")) or _line_of(path, ("sensors", i))
             out.append(f"warning: sensors[{i}].detector.learn_seconds: {s.name}'s baseline holds only {n} windows "
@@ -117,12 +118,14 @@ def handle_request(req: dict, workers: dict, storage_dir: str) -> dict:
 
 
 def cmd_reset(args) -> int:
-    from agent.cli import _config_path, _load_or_report
+    from agent.config import ConfigError, default_config_path, load_config
     from agent.control import ControlUnavailable, request, socket_path
 
-    path = _config_path(args)
-    cfg = _load_or_report(path)
-    if cfg is None:
+    path = args.config or default_config_path()
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return EXIT_USAGE
     if args.sensor is not None and args.sensor not in [s.name for s in cfg.sensors]:
         print(f"--sensor {args.sensor}: not a sensor of {path} (sensors: {', '.join(s.name for s in cfg.sensors)})",
@@ -146,14 +149,13 @@ def cmd_reset(args) -> int:
 
 def add_parser(sub) -> None:
     """`pdm-agent baseline reset` under the CLI's subcommands."""
-    from agent.cli import _config_arg
-
     pb = sub.add_parser("baseline", help="the learned healthy baseline: reset it after maintenance")
     bsub = pb.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
     p = bsub.add_parser("reset", help="make the running agent forget a baseline and learn anew",
                         description="Ask the running agent (over its control socket in storage.dir) to "
                                     "forget the learned baseline and learn anew. Exit 0 acknowledged, "
                                     "1 no agent running, 2 invalid usage or refused.")
-    _config_arg(p)
+    p.add_argument("--config", metavar="FILE", help="the agent's config file (default: $PDM_AGENT_CONFIG, else "
+                   "/etc/pdm-agent/config.yaml, else ./config.yaml); its storage.dir holds the control socket")
     p.add_argument("--sensor", metavar="NAME", help="only this sensor (default: every sensor)")
     p.set_defaults(func=cmd_reset)

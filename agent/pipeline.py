@@ -28,13 +28,14 @@ Emit = Callable[[Alert | Aggregate], None]
 
 def build_model(detector_cfg, alerts_cfg=None):
     """The streaming model (detector + calibration) a sensor's `detector:` section asks for; the
-    `alerts:` section's warning level and hysteresis also say when baseline drift is large."""
+    `alerts:` section's levels also say when baseline drift is large (its mean score against the
+    learned baseline at the alarm level) and when that ends (below the warning level)."""
     from models.registry import create
     from models.streaming import StreamingModel
 
     detector = create(detector_cfg.type, **dict(detector_cfg.params))
-    drift = {} if alerts_cfg is None else {"drift_warning": alerts_cfg.warning,
-                                           "drift_hysteresis": alerts_cfg.hysteresis}
+    drift = {} if alerts_cfg is None else {"drift_large_at": alerts_cfg.alarm,
+                                           "drift_clear_below": alerts_cfg.warning}
     return StreamingModel(
         detector,
         learn_seconds=detector_cfg.learn_seconds,
@@ -187,7 +188,7 @@ class SensorPipeline:
         level = drift.get("level", 0.0)
         return Alert(
             ts=ts, device=self.device, sensor=self.sensor, level="warning" if large else "clear",
-            score=float(level), threshold=self.cfg.alerts.warning, model=self.model_name,
+            score=float(level), threshold=self.cfg.alerts.alarm, model=self.model_name,
             reason=(("baseline drift: mean score against the baseline learned at "
                      f"{self.model.baseline()['learned_at']}", float(level), 1.0),), kind="drift",
         )

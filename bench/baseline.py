@@ -11,6 +11,7 @@ hour of learning takes seconds, and the figures are what the daemon does with th
     python bench/baseline.py midfault [--seeds 3]          fault at 60 % of learning (120 s and 600 s)
     python bench/baseline.py changepoint [--seeds 10]      healthy learning runs: false regime changes
     --empirical: the same with the empirical 99.9 % quantile calibration, for comparison
+    --no-regime-test: the same without the regime-change test, for comparison
 """
 
 from __future__ import annotations
@@ -178,7 +179,13 @@ def main() -> None:
     p.add_argument("--empirical", action="store_true",
                    help="for comparison: calibrate every baseline on the empirical 99.9 %% quantile of its "
                         "sequential scores (no small-sample tail, no leave-one-out)")
+    p.add_argument("--no-regime-test", action="store_true",
+                   help="for comparison: learn everything, as before the regime-change test existed")
     args = p.parse_args()
+    if args.no_regime_test:
+        import models.streaming
+
+        models.streaming.regime_change = lambda *a, **k: None
     if args.empirical:
         import models.calibration
         import models.streaming

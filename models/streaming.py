@@ -48,7 +48,10 @@ EXCLUDE_SUSPECT = ("iso10816",)  # exclusion reasons that make a baseline suspec
 
 
 def iso8601(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-30T15:45:39.292Z (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class StreamingModel:
@@ -79,8 +82,8 @@ class StreamingModel:
         alarm_ratio: float = 4.0,
         adapt_below: float = 0.5,
         cold_start_fraction: float = 0.2,
-        drift_warning: float = 0.5,
-        drift_hysteresis: float = 0.1,
+        drift_large_at: float = 0.9,
+        drift_clear_below: float = 0.5,
     ) -> None:
         self.detector = detector
         self.learn_seconds = learn_seconds
@@ -91,8 +94,8 @@ class StreamingModel:
         self.alarm_ratio = alarm_ratio
         self.adapt_below = adapt_below
         self.cold_start_fraction = cold_start_fraction
-        self.drift_warning = drift_warning
-        self.drift_hysteresis = drift_hysteresis
+        self.drift_large_at = drift_large_at
+        self.drift_clear_below = drift_clear_below
         self._blank = detector.state()  # the untrained detector, for leave-one-out refits
         self._t0: float | None = None
         self._last_ts: float | None = None
@@ -147,7 +150,8 @@ class StreamingModel:
         if self._ready:
             out["adapted"] = self._n_adapted
         if self._drift is not None:
-            out["drift"] = self._drift.report()
+            drift = self._drift.report()
+            out["drift"] = {**drift, "detected_at": iso8601(drift["detected_at"])}
         return out
 
     def take_events(self) -> list[tuple[str, object]]:
@@ -204,7 +208,8 @@ class StreamingModel:
         change = regime_change(self._pool_ts, self._pool_probe)
         if change is None:
             return
-        when = f"{iso8601(change.ts)} ({100 * (change.ts - self._t0) / max(ts - self._t0, 1e-9):.0f} % into learning)"
+        into = 100 * (change.ts - self._t0) / max(ts - self._t0, 1e-9)
+        when = f"{iso8601(change.ts)} ({into:.0f} % into learning)"
         before = [s for s in self._snapshots if s[0] <= change.ts and s[1] >= 2]
         if not before:
             self._state = "suspect"
@@ -224,8 +229,9 @@ class StreamingModel:
         self._reason = (f"learning data changed regime at {when}: the baseline keeps the {n} windows "
                         f"before it and discards {dropped} after it")
 
-    def _finish_learning(self, ts: float) -> None:
-        self._keep_healthy_part(ts)
+    def _finish_learning(self, ts: float, check_regime: bool = True) -> None:
+        if check_regime:
+            self._keep_healthy_part(ts)
         contextual = getattr(self.detector, "observe", None) is not None  # leave-one-out would break its context
         if self._recent is not None and len(self._recent) >= 3 and not contextual:
             scores = self._loo_scores()
@@ -255,16 +261,17 @@ class StreamingModel:
             self._reference = registry.from_state(self.detector.state())
             self.detector.half_life = self.adapt_half_life_s * rate
         if self._ready and self._reference is not None:
-            self._drift = DriftMonitor(self.drift_warning, self.drift_hysteresis)
+            self._drift = DriftMonitor(self.drift_large_at, self.drift_clear_below)
         self._events.append(("learned", self.baseline()))
 
     def finish_learning(self, ts: float) -> None:
         """End the learning phase now, whatever `learn_seconds` says (replay's --train-rows N:
-        the baseline is the first N records, counted, not timed). No-op when already scoring."""
+        the baseline is the first N records, counted, not timed). The caller has said what the
+        baseline is, so no regime change is looked for. No-op when already scoring."""
         if self._state == "learning":
             if self._t0 is None:
                 self._t0 = ts
-            self._finish_learning(ts)
+            self._finish_learning(ts, check_regime=False)
 
     # -- every vector ------------------------------------------------------------------------
     def update(self, x: dict[str, float], ts: float,
@@ -325,7 +332,7 @@ class StreamingModel:
             "learn_seconds": self.learn_seconds, "adapt_half_life_s": self.adapt_half_life_s,
             "quantile": self.quantile, "alarm_ratio": self.alarm_ratio, "adapt_below": self.adapt_below,
             "cold_start_fraction": self.cold_start_fraction,
-            "drift_warning": self.drift_warning, "drift_hysteresis": self.drift_hysteresis,
+            "drift_large_at": self.drift_large_at, "drift_clear_below": self.drift_clear_below,
             "t0": self._t0, "last_ts": self._last_ts,
             "n_learned": self._n_learned, "n_adapted": self._n_adapted,
             "pool": self._pool, "pool_ts": self._pool_ts, "pool_seen": self._pool_seen, "stride": self._stride,
@@ -356,7 +363,7 @@ class StreamingModel:
             name=state["name"], version=state["version"], quantile=state["quantile"],
             alarm_ratio=state["alarm_ratio"], adapt_below=state["adapt_below"],
             cold_start_fraction=state["cold_start_fraction"],
-            drift_warning=state.get("drift_warning", 0.5), drift_hysteresis=state.get("drift_hysteresis", 0.1),
+            drift_large_at=state.get("drift_large_at", 0.9), drift_clear_below=state.get("drift_clear_below", 0.5),
         )
         m._t0 = state["t0"]
         m._n_learned = int(state["n_learned"])
@@ -385,6 +392,6 @@ class StreamingModel:
         if state["reference"] is not None:
             m._reference = registry.from_state(state["reference"])
         if state["drift"] is not None:
-            m._drift = DriftMonitor(m.drift_warning, m.drift_hysteresis)
+            m._drift = DriftMonitor(m.drift_large_at, m.drift_clear_below)
             m._drift.restore(state["drift"])
         return m

@@ -137,7 +137,8 @@ def test_control_socket_round_trip_mode_and_stale_socket(tmp_path) -> None:
     try:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         reply = request(path, {"command": "baseline-reset", "sensor": "pump1"})
-        assert reply == {"ok": True, "sensors": ["pump1"]} and seen == [{"command": "baseline-reset", "sensor": "pump1"}]
+        assert reply == {"ok": True, "sensors": ["pump1"]}
+        assert seen == [{"command": "baseline-reset", "sensor": "pump1"}]
         with pytest.raises(OSError, match="another agent"):
             ControlServer(path, lambda req: {}, Log()).start()
     finally:

@@ -65,7 +65,8 @@ def test_contract_keys_learn_20s_at_1000hz_then_fault_alerts_within_60s(broker, 
         received, alert = anomaly_alerts(sub)[0]
         assert alert["level"] in ("warning", "alarm") and received > sim_started + fault_at
         print(f"\nlearn_seconds 20 at 1000 Hz: {learned['windows']} windows; fault -> alert at subscriber "
-              f"{received - sim_started - fault_at:.1f} s; learned_at -> alert {received - ts_of(learned['learned_at']):.1f} s")
+              f"{received - sim_started - fault_at:.1f} s; "
+              f"learned_at -> alert {received - ts_of(learned['learned_at']):.1f} s")
         ends = [e for e in log_events(log) if e.get("event") == "baseline learned"]
         assert len(ends) == 1 and ends[0]["windows"] == 5 and ends[0]["sensor"] == "pump1"
     finally:
