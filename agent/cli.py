@@ -83,6 +83,9 @@ def cmd_config_check(args) -> int:
     if cfg is None:
         return EXIT_USAGE
     print(f"{path}: OK ({len(cfg.sensors)} sensor{'s' if len(cfg.sensors) != 1 else ''}, device {cfg.device.id})")
+    from agent.baseline import describe
+
+    print("\n".join(describe(cfg, path)))  # baseline sizes, and a warning for a short one
     return EXIT_OK
 
 
@@ -209,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.model_cli import add_parser as add_model_parser
 
     add_model_parser(sub)  # `model train|export|quantize|keygen|sign|verify|info`
+
+    from agent.baseline import add_parser as add_baseline_parser
+
+    add_baseline_parser(sub)  # `baseline reset`
     return parser
 
 

@@ -66,7 +66,7 @@ class Discovery:
                 "value_template": "{{ value_json.features.score.max }}", "state_class": "measurement"}
             cmps[f"{d}_{s}_baseline"] = {
                 "p": "sensor", "name": f"{s} baseline", "state_topic": status,
-                "value_template": f"{{{{ {sensor_json}.baseline if '{s}' in value_json.sensors else 'unknown' }}}}",
+                "value_template": f"{{{{ {sensor_json}.baseline.state if '{s}' in value_json.sensors else 'unknown' }}}}",
                 "entity_category": "diagnostic"}
             cmps[f"{d}_{s}_online"] = {
                 "p": "binary_sensor", "name": f"{s} online", "device_class": "connectivity",

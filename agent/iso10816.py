@@ -82,6 +82,14 @@ class IsoZoneCheck:
     def model(self) -> str:
         return f"iso10816-3@{self.cfg.machine_class}"
 
+    def zone_of(self, vector: FeatureVector) -> str | None:
+        """The zone of this vector's worst velocity, or None (check off, no velocity feature).
+        Per vector, no debounce: what decides whether a window may enter a learned baseline."""
+        velocities = [v for k, v in vector.values.items() if k.endswith(VELOCITY_SUFFIX) and v == v]
+        if not self.cfg.enabled or not velocities:
+            return None
+        return zone(max(velocities), self.cfg.boundaries)
+
     def update(self, vector: FeatureVector) -> Alert | None:
         if not self.cfg.enabled:
             return None

@@ -21,21 +21,31 @@ from agent.features import FeatureSpec, extract
 from agent.policy import AlertPolicy, PolicyConfig
 from agent.records import Aggregate, Alert, FeatureVector, Frame, Score
 from agent.windowing import Windower
+from models.streaming import StreamingModel
 
 Emit = Callable[[Alert | Aggregate], None]
 
 
-def build_model(detector_cfg):
-    """The streaming model (detector + calibration) a sensor's `detector:` section asks for."""
+def build_model(detector_cfg, alerts_cfg=None):
+    """The streaming model (detector + calibration) a sensor's `detector:` section asks for; the
+    `alerts:` section's levels also say when baseline drift is large (its mean score against the
+    learned baseline at the alarm level) and when that ends (below the warning level)."""
     from models.registry import create
     from models.streaming import StreamingModel
 
     detector = create(detector_cfg.type, **dict(detector_cfg.params))
+    drift = {} if alerts_cfg is None else {"drift_large_at": alerts_cfg.alarm,
+                                           "drift_clear_below": alerts_cfg.warning}
     return StreamingModel(
         detector,
         learn_seconds=detector_cfg.learn_seconds,
         adapt_half_life_s=detector_cfg.adapt_half_life_s,
+        **drift,
     )
+
+
+BUNDLE_BASELINE = {"state": "ready", "progress": 1.0, "windows": 0, "learned_at": None,
+                   "reason": "a signed model bundle scores this sensor: nothing is learned on the device"}
 
 
 @dataclass
@@ -49,7 +59,12 @@ class SensorStats:
 
 
 class SensorPipeline:
-    def __init__(self, *, device: str, sensor_cfg, aggregate_interval: float, emit: Emit, model=None, log=None) -> None:
+    """One sensor's stages after the driver (module docstring). `on_baseline(sensor, baseline)`
+    is called once when the sensor's baseline finishes learning (the service republishes its
+    status); the end of learning is also one log line."""
+
+    def __init__(self, *, device: str, sensor_cfg, aggregate_interval: float, emit: Emit, model=None, log=None,
+                 on_baseline: Callable[[str, dict], None] | None = None) -> None:
         self.device = device
         self.sensor = sensor_cfg.name
         self.cfg = sensor_cfg
@@ -60,7 +75,9 @@ class SensorPipeline:
         self.hop = sensor_cfg.window.hop or size
         self.size = size
         self.windower = Windower(size, self.hop, len(channels))
-        self.model = model if model is not None else build_model(sensor_cfg.detector)
+        self.model = model if model is not None else build_model(sensor_cfg.detector, sensor_cfg.alerts)
+        self.on_baseline = on_baseline
+        self._taint = (0, 0)  # windows ending strictly between these sample indexes span rejected samples
         a = sensor_cfg.alerts
         self.policy = AlertPolicy(
             PolicyConfig(a.warning, a.alarm, a.debounce_n, a.debounce_m, a.hysteresis),
@@ -82,23 +99,47 @@ class SensorPipeline:
         k = len(frame.samples)
         self.stats.frames += 1
         self.stats.samples += k
+        if frame.rejected:
+            # Samples were removed just before or inside this block: every window holding any of
+            # its samples or the one before it spans the gap (window ending at e holds [e-size, e)).
+            lo, hi = self.stats.samples - k - 1, self.stats.samples + self.size
+            self._taint = (min(lo, self._taint[0]), hi) if lo < self._taint[1] else (lo, hi)
         windows = self.windower.push(frame.samples)
         for window in windows:
             # The j-th window overall ends at sample size + j*hop; date it from the frame's end.
             end = self.size + self.stats.windows * self.hop
             ts = frame.t_end - (self.stats.samples - end) / self.rate
             self.stats.windows += 1
-            self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec)))
+            tainted = self._taint[0] < end < self._taint[1]
+            self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec)),
+                        exclude="implausible" if tainted else None)
 
     # -- everything after the features --------------------------------------------------
-    def handle(self, vector: FeatureVector) -> Score:
-        value, ready, reason = self.model.update(vector.values, vector.ts)
+    def handle(self, vector: FeatureVector, exclude: str | None = None) -> Score:
+        """Score one feature vector, raise alerts, aggregate. `exclude`: why this vector must not
+        enter the learned baseline (set by `process` for windows holding implausible samples);
+        vectors in ISO 10816 zone C/D are never learned either."""
+        iso_alert = self.iso.update(vector)
+        if self.iso.zone_of(vector) in ("C", "D"):
+            exclude = "iso10816"
+        if isinstance(self.model, StreamingModel):
+            value, ready, reason = self.model.update(vector.values, vector.ts, exclude=exclude)
+            events = self.model.take_events()
+        else:
+            value, ready, reason = self.model.update(vector.values, vector.ts)
+            events = []
         score = Score(self.sensor, vector.ts, value, ready, self.model_name, tuple(reason))
         self.stats.last_score = value
         self.stats.last_window_ts = vector.ts
         self._show(vector, score)
         self.sensor_health.observe(vector.values)
-        for alert in (self.policy.update(score), self.iso.update(vector)):
+        alerts = [self.policy.update(score), iso_alert]
+        for kind, event in events:
+            if kind == "learned":
+                self._announce(event)
+            elif kind == "drift":
+                alerts.append(self._drift_alert(vector.ts, bool(event)))
+        for alert in alerts:
             if alert is None:
                 continue
             self.stats.alerts += 1
@@ -113,6 +154,44 @@ class SensorPipeline:
         if aggregate is not None:
             self.emit(aggregate)
         return score
+
+    # -- the baseline --------------------------------------------------------------------
+    def baseline(self) -> dict:
+        """The status topic's `sensors.<name>.baseline` (models/streaming.py `baseline()`)."""
+        if isinstance(self.model, StreamingModel):
+            return self.model.baseline()
+        return dict(BUNDLE_BASELINE)
+
+    def reset_baseline(self) -> bool:
+        """Forget the learned baseline and learn anew from the next window (after maintenance).
+        False when the sensor runs a signed bundle (nothing learned on the device to forget)."""
+        if not isinstance(self.model, StreamingModel):
+            return False
+        self.model = build_model(self.cfg.detector, self.cfg.alerts)
+        self._taint = (0, 0)
+        if self.log:
+            self.log.warning("baseline reset: learning a new baseline", sensor=self.sensor,
+                             learn_seconds=self.cfg.detector.learn_seconds)
+        return True
+
+    def _announce(self, baseline: dict) -> None:
+        if self.log:
+            say = self.log.warning if baseline["state"] == "suspect" else self.log.info
+            say("baseline learned", sensor=self.sensor, state=baseline["state"], windows=baseline["windows"],
+                learned_at=baseline["learned_at"], calibration=(baseline.get("calibration") or {}).get("method"),
+                excluded=baseline["excluded"], reason=baseline["reason"])
+        if self.on_baseline is not None:
+            self.on_baseline(self.sensor, baseline)
+
+    def _drift_alert(self, ts: float, large: bool) -> Alert:
+        drift = self.model.baseline().get("drift") or {}
+        level = drift.get("level", 0.0)
+        return Alert(
+            ts=ts, device=self.device, sensor=self.sensor, level="warning" if large else "clear",
+            score=float(level), threshold=self.cfg.alerts.alarm, model=self.model_name,
+            reason=(("baseline drift: mean score against the baseline learned at "
+                     f"{self.model.baseline()['learned_at']}", float(level), 1.0),), kind="drift",
+        )
 
     def tick(self, now: float) -> None:
         aggregate = self.aggregator.flush(now)
@@ -135,7 +214,8 @@ class SensorPipeline:
             for k, val in v.items()
             if k.endswith(("velocity_rms_mm_s", "kurtosis", "mean_c"))
         }
-        state = "ready" if score.ready else "learning"
+        b = self.baseline()
+        state = b["state"] if b["state"] != "learning" else f"learning {100 * b['progress']:.0f}%"
         self.log.info("window", sensor=self.sensor, score=round(score.value, 3), baseline=state, **shown)
 
     # -- learned state survives restarts ------------------------------------------------
@@ -155,8 +235,6 @@ class SensorPipeline:
         os.replace(tmp, path)
 
     def load_state(self, storage_dir: str) -> bool:
-        from models.streaming import StreamingModel
-
         path = self.state_path(storage_dir)
         try:
             with open(path) as f:

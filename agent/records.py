@@ -49,13 +49,16 @@ class Frame:
 
     `samples` has shape (n, len(channels)), float64, rows in time order. `t_end` is the
     wall-clock time of the last sample (the moment the block was read). Raw samples never
-    leave the device: frames stop at the feature stage.
+    leave the device: frames stop at the feature stage. `rejected` counts samples the
+    plausibility check removed from (or just before) this block: the windows around them are
+    never learned into a baseline.
     """
 
     sensor: str
     t_end: float
     channels: tuple[str, ...]
     samples: np.ndarray
+    rejected: int = 0
 
 
 @dataclass(frozen=True, slots=True)

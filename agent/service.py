@@ -20,6 +20,7 @@ from collections import deque
 from agent import __version__
 from agent.alert_state import AlertLevels
 from agent.config import Config, ConfigError, load_config
+from agent.control import ControlServer, serve, socket_path
 from agent.health import CpuMeter, rss_mib
 from agent.hotswap import ModelManager
 from agent.logs import Every
@@ -65,6 +66,8 @@ class Service:
         self._discovery_key = None
         self.last_reload: dict = {"ts": None, "result": "none"}
         self._status_text = ""
+        self.control: ControlServer | None = None
+        self._save_due: set[str] = set()  # sensors whose baseline just finished learning
 
     # -- signals: set a flag, nothing more -------------------------------------------------
     def install_signals(self) -> None:
@@ -82,6 +85,10 @@ class Service:
     def request_stop(self) -> None:
         """Stop from another thread (tests, embedding)."""
         self._stop_requested = True
+        self.request_wake()
+
+    def request_wake(self) -> None:
+        """Run the main loop's tick now rather than within a second."""
         try:
             self._wake_w.send(b"\0")
         except OSError:
@@ -165,7 +172,7 @@ class Service:
         pipeline = SensorPipeline(
             device=self.cfg.device.id, sensor_cfg=sensor_cfg,
             aggregate_interval=self.cfg.aggregates.interval, emit=self._emit, log=self.log,
-            model=self.models.initial(sensor_cfg),
+            model=self.models.initial(sensor_cfg), on_baseline=self._baseline_learned,
         )
         self.models.attach(sensor_cfg.name, pipeline)
         levels = self.levels.levels(sensor_cfg.name)
@@ -178,8 +185,24 @@ class Service:
         worker.offline = levels.get("sensor_offline") == "alarm"  # so coming back emits `clear`
         return worker
 
+    # -- the baseline lifecycle -------------------------------------------------------------
+    def _baseline_learned(self, sensor: str, baseline: dict) -> None:
+        """Learning ended (pipeline thread, worker lock held): the main loop saves the baseline
+        at once, then republishes the status, so a status saying `ready` survives a kill -9."""
+        self._save_due.add(sensor)
+        self.request_wake()
+
+    def _control(self, req: dict) -> dict:
+        """Requests on the local control socket (agent/control.py, agent/baseline.py)."""
+        from agent.baseline import handle_request
+
+        reply = handle_request(req, self.workers, self.storage_dir)
+        self.publisher and self.publisher.announce()  # status shows `learning` now, not in status_interval_s
+        return reply
+
     def start(self) -> None:
         os.makedirs(self.storage_dir, exist_ok=True)
+        self.control = serve(socket_path(self.storage_dir), self._control, self.log)  # first: see its umask
         self.outbox = Outbox(os.path.join(self.storage_dir, "outbox.sqlite"), self.cfg.storage.max_outbox_mb * 2**20)
         self._dropped_logged = sum(self.outbox.dropped.values())
         pending = self.outbox.depth()
@@ -253,6 +276,10 @@ class Service:
                 if summary != self._status_text:  # `systemctl status` shows the current line
                     self._status_text = summary
                     self.notifier.status(summary)
+                if self._save_due:  # a baseline just learned is saved at once, then announced
+                    while self._save_due:
+                        (worker := self.workers.get(self._save_due.pop())) and self._save(worker)
+                    self.publisher.announce()
                 if time.monotonic() - last_save > SAVE_EVERY_S:
                     last_save = time.monotonic()
                     for worker in list(self.workers.values()):
@@ -280,6 +307,8 @@ class Service:
         if self.outbox is not None:
             self.log.info("stopped", **self.outbox.depth())
             self.outbox.close()
+        if self.control is not None:
+            self.control.stop()
 
     def reload(self) -> None:
         """SIGHUP: validate first; rebuild only what changed; learned baselines survive."""
@@ -341,7 +370,7 @@ class Service:
             p = w.pipeline
             sensors[name] = {
                 "online": w.online,
-                "baseline": "ready" if getattr(p.model, "ready", False) else "learning",
+                "baseline": p.baseline(),
                 "model": p.model_name,
                 "windows": p.stats.windows,
                 "alerts": p.stats.alerts,

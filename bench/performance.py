@@ -372,7 +372,7 @@ def bench_footprint(tmp: Path, quick: bool) -> dict:
         "cpu_percent": 100.0 * (c1 - c0) / (t1 - t0), "sim_cpu_percent": 100.0 * (s1 - s0) / (t1 - t0),
         "windows": {k: v.get("windows") for k, v in sensors_h.items()},
         "dropped_samples": {k: v.get("dropped_samples") for k, v in sensors_h.items()},
-        "ready": {k: v.get("baseline") for k, v in sensors_h.items()},
+        "ready": {k: (v.get("baseline") or {}).get("state") for k, v in sensors_h.items()},
     }
 
 

@@ -22,6 +22,24 @@ What the default thresholds mean (operators read this):
 
 Scores near 1.0 saturate by design: the score ranks "how sure are we this is not healthy", the
 alert reason (per-feature contributions) says how and where.
+
+Short baselines. The empirical 99.9th percentile of n scores is an interpolation only when
+n >= 1 / (1 - quantile) (1000 scores at the default); below that it is in effect the sample
+maximum, whose exceedance rate is 1 / (n + 1), not 0.1 % (with 5 scores: one window in six).
+`Calibrator.fit` then fits a parametric tail instead (method "exponential-tail", peaks over
+threshold): the k scores above the median m exceed it by amounts taken as exponential with an
+unknown scale; with Jeffreys' prior the predictive distribution of a new excess is Lomax,
+P(E > e) = (1 + e / S) ** -k with S the sum of the k excesses (e.g. Coles, "An Introduction to
+Statistical Modeling of Extreme Values", 2001, ch. 4 and 9). The tail is where a new score
+exceeds with probability 1 - quantile:
+
+    q = m + S * ((k / (n * (1 - quantile))) ** (1 / k) - 1)
+
+which tends to m + mean excess * ln(k / (n (1 - quantile))) for large k, and widens for few
+scores (5 scores: the tail sits 19 mean excesses above the median, against 6.2 for a known
+scale), so a short baseline warns only far outside what it saw. The exponential tail fits the
+scores of every detector here (a Mahalanobis distance, a max of z-scores, a T² + Q) from above
+well enough; a heavier true tail shows as false alarms, measured in bench/baseline.py.
 """
 
 from __future__ import annotations
@@ -32,6 +50,27 @@ from dataclasses import dataclass
 import numpy as np
 
 _LOG2_10 = math.log2(10.0)  # t ** p at score 0.9: 1 - 2**-log2(10) = 0.9
+_MIN_PARAMETRIC = 2  # scores above the median the exponential tail needs
+
+
+def exponential_tail(raw_scores, quantile: float) -> tuple[float, float, int] | None:
+    """(median, tail, k) of the predictive exponential tail over the median (module docstring),
+    or None with fewer than 2 scores above the median.
+
+    >>> m, q, k = exponential_tail([1.0, 1.2, 0.9, 1.1, 1.0], 0.999)
+    >>> m, round(q, 2), k
+    (1.0, 6.7, 2)
+    """
+    s = np.asarray(raw_scores, dtype=float)
+    n = s.size
+    median = float(np.median(s)) if n else 0.0
+    excess = s[s > median] - median
+    k = int(excess.size)
+    if k < _MIN_PARAMETRIC:
+        return None
+    total = float(excess.sum())
+    tail = median + total * ((k / (n * (1.0 - quantile))) ** (1.0 / k) - 1.0)
+    return median, tail, k
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +90,8 @@ class Calibrator:
     tail: float
     quantile: float = 0.999
     alarm_ratio: float = 4.0
+    method: str = "empirical"  # "empirical" | "exponential-tail" (short baselines, see module docstring)
+    n: int = 0  # healthy scores it was fitted on
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.median) and math.isfinite(self.tail)):
@@ -60,17 +101,26 @@ class Calibrator:
 
     @classmethod
     def fit(cls, raw_scores, quantile: float = 0.999, alarm_ratio: float = 4.0) -> "Calibrator":
-        """Learn median and tail from healthy raw scores (non-finite ones are ignored).
+        """Learn median and tail from healthy raw scores (non-finite ones are ignored): the
+        empirical quantile when there are at least 1 / (1 - quantile) scores, else the
+        predictive exponential tail (module docstring), else (fewer than 2 scores above the
+        median) the empirical quantile of what there is. ValueError when no score is finite.
 
         >>> Calibrator.fit(np.arange(1001.0), quantile=0.9).tail
         900.0
+        >>> cal = Calibrator.fit([1.0, 1.2, 0.9, 1.1, 1.0])
+        >>> cal.method, round(cal.median, 3), round(cal.tail, 2)
+        ('exponential-tail', 1.0, 6.7)
         """
         s = np.asarray(raw_scores, dtype=float)
         s = s[np.isfinite(s)]
         if s.size == 0:
             raise ValueError("calibration needs at least one finite healthy score")
+        fitted = exponential_tail(s, quantile) if s.size * (1.0 - quantile) < 1.0 else None
+        if fitted is not None:
+            return cls(fitted[0], fitted[1], quantile, alarm_ratio, "exponential-tail", int(s.size))
         median, tail = np.quantile(s, [0.5, quantile])
-        return cls(float(median), float(tail), quantile, alarm_ratio)
+        return cls(float(median), float(tail), quantile, alarm_ratio, "empirical", int(s.size))
 
     @property
     def _width(self) -> float:
@@ -94,11 +144,13 @@ class Calibrator:
         return self.median + t * self._width
 
     def to_dict(self) -> dict:
-        return {"median": self.median, "tail": self.tail, "quantile": self.quantile, "alarm_ratio": self.alarm_ratio}
+        return {"median": self.median, "tail": self.tail, "quantile": self.quantile, "alarm_ratio": self.alarm_ratio,
+                "method": self.method, "n": self.n}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibrator":
-        return cls(float(d["median"]), float(d["tail"]), float(d["quantile"]), float(d["alarm_ratio"]))
+        return cls(float(d["median"]), float(d["tail"]), float(d["quantile"]), float(d["alarm_ratio"]),
+                   str(d.get("method", "empirical")), int(d.get("n", 0)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,27 @@
-"""Learn-then-score: a detector plus its calibration, driven by feature-vector time.
+"""Learn-then-score: a detector plus its calibration and baseline lifecycle, on feature-vector time.
 
 Life of a per-sensor model (the daemon keeps one per sensor and saves `state()` in storage.dir):
 
 1. Learning, the first `learn_seconds` of feature-vector time (`ts`, not wall clock, so replay
-   behaves like the daemon). Each vector is scored *before* it is learned; those raw scores,
-   minus the first `cold_start_fraction` of the phase (a model that has seen a handful of
-   vectors scores everything high), are the healthy sample the calibrator is fitted on. Scores
-   are returned with `ready=False`: shown, never alerted on.
-2. Scoring: every vector gets a calibrated score in [0, 1] and the top-3 reasons. With
+   behaves like the daemon). Learning ends at the first vector whose `ts` is `learn_seconds` or
+   more after the first vector's: that vector is the first one scored for alerts. There is no
+   minimum number of vectors: a short span gives a short baseline, calibrated for its size
+   (models/calibration.py). Each vector is scored *before* it is learned; those out-of-sample
+   raw scores (minus the first `cold_start_fraction` of the phase, when a model that has seen a
+   handful of vectors scores everything high) are the healthy sample for the calibration and
+   for the regime-change test. A vector the caller marks `exclude=` (the agent: ISO 10816 zone
+   C/D, implausible samples in its window) is scored but never learned, and counted.
+2. End of learning: the change-point test (models/changepoint.py) looks for a step up in those
+   scores. When the learning data changed regime, the detector goes back to the snapshot taken
+   before the change (one every 10 % of the phase) and keeps only the healthy part. Then the
+   calibration is fitted: on leave-one-out scores of the learned vectors for a short baseline
+   (at most `LOO_MAX` vectors, detectors without input context), else on the pool. The
+   baseline is `suspect`, with a reason, when windows in ISO zone C/D were seen, when the
+   change came too early to keep anything, or when nothing could be learned.
+3. Scoring: every vector gets a calibrated score in [0, 1] and the top-3 reasons. With
    `adapt_half_life_s` set, the detector keeps learning so the baseline follows slow healthy
-   drift, but only from vectors scoring below `adapt_below` (the warning level): a developing
-   fault must never be absorbed into "healthy".
+   drift, but only from vectors scoring below `adapt_below` (the warning level); a frozen copy of
+   the learned baseline watches for drift (models/drift.py).
 
 Non-finite features are dropped before scoring (the detector treats them as typical) and such
 a vector is never learned, so one NaN cannot poison the baseline.
@@ -19,31 +30,45 @@ a vector is never learned, so one NaN cannot poison the baseline.
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
 import numpy as np
 
 from models import registry
 from models.base import Detector
 from models.calibration import Calibrator
+from models.changepoint import regime_change
+from models.drift import DriftMonitor
 
-_MIN_LEARNED = 30  # the baseline is not ready before this many vectors, whatever learn_seconds says
 _POOL_MAX = 20_000  # healthy raw scores kept for calibration (decimated beyond, memory stays bounded)
-_REFIT_EVERY = 64  # provisional calibration while learning: refit this often
+_REFIT_EVERY = 64  # provisional calibration while learning: refit this often (every vector below)
+LOO_MAX = 64  # baselines of up to this many vectors are calibrated on leave-one-out scores
+_SNAPSHOTS = 10  # detector snapshots while learning, one every 10 % of learn_seconds
+EXCLUDE_SUSPECT = ("iso10816",)  # exclusion reasons that make a baseline suspect
+
+
+def iso8601(ts: float | None) -> str | None:
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-30T15:45:39.292Z (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class StreamingModel:
-    """A detector with its baseline phase, calibration and guarded adaptation.
+    """A detector with its baseline phase, calibration, guarded adaptation and drift watch.
 
     Examples
     --------
     >>> rng = np.random.default_rng(1)
     >>> m = StreamingModel(registry.create("gaussian"), learn_seconds=100.0)
     >>> out = [m.update({"ax.rms_g": float(v)}, ts=i * 0.5) for i, v in enumerate(rng.lognormal(0, 0.1, 400))]
-    >>> out[100][1], out[300][1]
+    >>> out[199][1], out[200][1]  # ready from the first vector 100 s after the first one
     (False, True)
     >>> score, ready, reason = m.update({"ax.rms_g": 5.0}, ts=200.0)
     >>> round(score, 2), ready, reason[0][0]
     (1.0, True, 'ax.rms_g')
+    >>> b = m.baseline(); b["state"], b["windows"], b["learned_at"]
+    ('ready', 200, '1970-01-01T00:01:40.000Z')
     """
 
     def __init__(
@@ -57,6 +82,8 @@ class StreamingModel:
         alarm_ratio: float = 4.0,
         adapt_below: float = 0.5,
         cold_start_fraction: float = 0.2,
+        drift_large_at: float = 0.9,
+        drift_clear_below: float = 0.5,
     ) -> None:
         self.detector = detector
         self.learn_seconds = learn_seconds
@@ -67,13 +94,31 @@ class StreamingModel:
         self.alarm_ratio = alarm_ratio
         self.adapt_below = adapt_below
         self.cold_start_fraction = cold_start_fraction
+        self.drift_large_at = drift_large_at
+        self.drift_clear_below = drift_clear_below
+        self._blank = detector.state()  # the untrained detector, for leave-one-out refits
         self._t0: float | None = None
+        self._last_ts: float | None = None
         self._n_learned = 0
+        self._n_adapted = 0
         self._pool: list[float] = []
+        self._pool_ts: list[float] = []
+        self._pool_probe: list[float] = []  # the same windows scored by the probe (NaN before it exists)
+        self._probe: Detector | None = None  # frozen copy of the detector at the end of the cold start
+        self._probe_ts: float | None = None
         self._pool_seen = 0
         self._stride = 1
+        self._recent: list | None = []  # (ts, vector) learned, while at most LOO_MAX
+        self._snapshots: list[tuple[float, int, dict]] = []  # (ts, n_learned, detector state)
+        self._excluded: dict[str, int] = {}
         self._calibrator: Calibrator | None = None
         self._ready = False
+        self._state = "learning"
+        self._reason: str | None = None
+        self._learned_at: float | None = None
+        self._reference: Detector | None = None  # frozen learned baseline (adaptation on)
+        self._drift: DriftMonitor | None = None
+        self._events: list[tuple[str, object]] = []
 
     @property
     def model(self) -> str:
@@ -87,39 +132,155 @@ class StreamingModel:
     def calibrator(self) -> Calibrator | None:
         return self._calibrator
 
-    def _collect(self, raw: float) -> None:
+    # -- the baseline, as the status topic shows it ---------------------------------------
+    def baseline(self) -> dict:
+        """{"state": "learning" | "ready" | "suspect", "progress": 0..1, "windows": vectors learned
+        into the baseline, "learned_at": ISO 8601 | None, "reason": str | None, ...} plus
+        "excluded" (vectors not learned, by reason), "calibration" and, once scoring, "drift"."""
+        if self._state == "learning":
+            span = 0.0 if self._t0 is None or self._last_ts is None else self._last_ts - self._t0
+            progress = min(1.0, max(0.0, span / self.learn_seconds))
+        else:
+            progress = 1.0
+        out = {"state": self._state, "progress": round(progress, 4), "windows": self._n_learned,
+               "learned_at": iso8601(self._learned_at), "reason": self._reason,
+               "excluded": dict(self._excluded)}
+        if self._calibrator is not None:
+            out["calibration"] = {"method": self._calibrator.method, "scores": self._calibrator.n}
+        if self._ready:
+            out["adapted"] = self._n_adapted
+        if self._drift is not None:
+            drift = self._drift.report()
+            out["drift"] = {**drift, "detected_at": iso8601(drift["detected_at"])}
+        return out
+
+    def take_events(self) -> list[tuple[str, object]]:
+        """What happened since the last call: ("learned", baseline dict) once when learning
+        ends; ("drift", True | False) when a large drift starts or ends."""
+        events, self._events = self._events, []
+        return events
+
+    # -- learning ---------------------------------------------------------------------------
+    def _collect(self, raw: float, ts: float, x: dict[str, float]) -> None:
+        # The probe: the detector frozen once the cold start is over (and it has 3 vectors); it
+        # scores every later learning window, and never absorbs a new regime as the learning
+        # detector does within a few windows (the regime-change test runs on its scores).
+        if self._probe is None and self._n_learned >= 3:
+            self._probe, self._probe_ts = registry.from_state(self.detector.state()), ts
+        probe = self._probe.score(x) if self._probe is not None else math.nan
         # Keep every `stride`-th score; when full, drop every other one and double the stride.
         if self._pool_seen % self._stride == 0:
             self._pool.append(raw)
+            self._pool_ts.append(ts)
+            self._pool_probe.append(probe)
             if len(self._pool) >= _POOL_MAX:
-                self._pool = self._pool[::2]
+                self._pool, self._pool_ts = self._pool[::2], self._pool_ts[::2]
+                self._pool_probe = self._pool_probe[::2]
                 self._stride *= 2
         self._pool_seen += 1
-        if len(self._pool) >= _MIN_LEARNED and self._pool_seen % _REFIT_EVERY == 0:
+        if len(self._pool) >= 3 and (len(self._pool) <= _REFIT_EVERY or self._pool_seen % _REFIT_EVERY == 0):
             self._calibrator = Calibrator.fit(self._pool, self.quantile, self.alarm_ratio)
 
-    def _finish_learning(self, ts: float) -> None:
-        if self._pool:
-            self._calibrator = Calibrator.fit(self._pool, self.quantile, self.alarm_ratio)
-        self._pool = []
-        self._ready = True
-        if self.adapt_half_life_s and hasattr(self.detector, "half_life"):
+    def _learn(self, x: dict[str, float], ts: float) -> None:
+        if len(self._snapshots) < _SNAPSHOTS and ts - self._t0 >= len(self._snapshots) * self.learn_seconds / _SNAPSHOTS:
+            self._snapshots.append((ts, self._n_learned, self.detector.state()))
+        self.detector.learn(x)
+        self._n_learned += 1
+        if self._recent is not None:
+            self._recent.append((ts, x))
+            if len(self._recent) > LOO_MAX:
+                self._recent = None
+
+    def _loo_scores(self) -> list[float]:
+        """Each learned vector scored by a detector learned on all the others (n refits)."""
+        vectors = [x for _, x in self._recent]
+        out = []
+        for i, held_out in enumerate(vectors):
+            det = registry.from_state(self._blank)
+            for j, x in enumerate(vectors):
+                if j != i:
+                    det.learn(x)
+            out.append(det.score(held_out))
+        return out
+
+    def _keep_healthy_part(self, ts: float) -> None:
+        """Regime change inside the learning data: roll back to the snapshot before it."""
+        change = regime_change(self._pool_ts, self._pool_probe)
+        if change is None:
+            return
+        into = 100 * (change.ts - self._t0) / max(ts - self._t0, 1e-9)
+        when = f"{iso8601(change.ts)} ({into:.0f} % into learning)"
+        before = [s for s in self._snapshots if s[0] <= change.ts and s[1] >= 2]
+        if not before:
+            self._state = "suspect"
+            self._reason = (f"learning data changed regime at {when}; too little came before it to keep "
+                            "as the baseline: check the machine, then `pdm-agent baseline reset`")
+            return
+        snap_ts, n, detector_state = before[-1]
+        dropped = self._n_learned - n
+        self.detector = registry.from_state(detector_state)
+        self._n_learned = n
+        keep = [i for i, t in enumerate(self._pool_ts) if t < snap_ts]
+        self._pool = [self._pool[i] for i in keep]
+        self._pool_ts = [self._pool_ts[i] for i in keep]
+        self._pool_probe = [self._pool_probe[i] for i in keep]
+        if self._recent is not None:
+            self._recent = [(t, x) for t, x in self._recent if t < snap_ts]
+        self._reason = (f"learning data changed regime at {when}: the baseline keeps the {n} windows "
+                        f"before it and discards {dropped} after it")
+
+    def _finish_learning(self, ts: float, check_regime: bool = True) -> None:
+        if check_regime:
+            self._keep_healthy_part(ts)
+        contextual = getattr(self.detector, "observe", None) is not None  # leave-one-out would break its context
+        if self._recent is not None and len(self._recent) >= 3 and not contextual:
+            scores = self._loo_scores()
+        else:
+            scores = self._pool
+        finite = [s for s in scores if math.isfinite(s)]
+        self._calibrator = Calibrator.fit(finite, self.quantile, self.alarm_ratio) if finite else None
+        suspect = {k: v for k, v in self._excluded.items() if k in EXCLUDE_SUSPECT and v}
+        if self._state != "suspect":
+            if self._n_learned == 0 or self._calibrator is None:
+                self._state = "suspect"
+                self._reason = (f"{self._n_learned} window(s) learned: too few to score against; raise "
+                                "detector.learn_seconds or check the sensor, then `pdm-agent baseline reset`")
+            elif suspect:
+                self._state = "suspect"
+                self._reason = (f"{sum(suspect.values())} window(s) during learning were in ISO 10816-3 zone C/D "
+                                "and were not learned: the machine may not have been healthy")
+            else:
+                self._state = "ready"
+        self._pool, self._pool_ts, self._pool_probe, self._recent, self._snapshots = [], [], [], None, []
+        self._probe = None
+        self._ready = self._calibrator is not None
+        self._learned_at = ts
+        if self.adapt_half_life_s and hasattr(self.detector, "half_life") and self._n_learned:
             # The detector counts in vectors; convert with the rate seen while learning.
             rate = self._n_learned / max(ts - self._t0, 1e-9)
+            self._reference = registry.from_state(self.detector.state())
             self.detector.half_life = self.adapt_half_life_s * rate
+        if self._ready and self._reference is not None:
+            self._drift = DriftMonitor(self.drift_large_at, self.drift_clear_below)
+        self._events.append(("learned", self.baseline()))
 
     def finish_learning(self, ts: float) -> None:
         """End the learning phase now, whatever `learn_seconds` says (replay's --train-rows N:
-        the baseline is the first N records, counted, not timed). No-op when already scoring."""
-        if not self._ready:
+        the baseline is the first N records, counted, not timed). The caller has said what the
+        baseline is, so no regime change is looked for. No-op when already scoring."""
+        if self._state == "learning":
             if self._t0 is None:
                 self._t0 = ts
-            self._finish_learning(ts)
+            self._finish_learning(ts, check_regime=False)
 
-    def update(self, x: dict[str, float], ts: float) -> tuple[float, bool, list[tuple[str, float, float]]]:
+    # -- every vector ------------------------------------------------------------------------
+    def update(self, x: dict[str, float], ts: float,
+               exclude: str | None = None) -> tuple[float, bool, list[tuple[str, float, float]]]:
         """Score one feature vector (then learn it when allowed).
 
-        Returns (calibrated score in [0, 1], ready, top-3 reasons as (feature, value, contribution)).
+        `exclude`: a reason this vector must not be learned ("iso10816", "implausible"); it is
+        scored all the same. Returns (calibrated score in [0, 1], ready, top-3 reasons as
+        (feature, value, contribution)).
         """
         finite = {k: float(v) for k, v in x.items() if v is not None and math.isfinite(v)}
         if not finite:
@@ -127,7 +288,8 @@ class StreamingModel:
         complete = len(finite) == len(x)
         if self._t0 is None:
             self._t0 = ts
-        if not self._ready and ts - self._t0 >= self.learn_seconds and self._n_learned >= _MIN_LEARNED:
+        self._last_ts = ts
+        if self._state == "learning" and ts - self._t0 >= self.learn_seconds:
             self._finish_learning(ts)
 
         raw = self.detector.score(finite)
@@ -140,56 +302,73 @@ class StreamingModel:
         top = sorted(contrib.items(), key=lambda kv: kv[1], reverse=True)[:3]
         reason = [(k, finite[k], round(c, 4)) for k, c in top]
 
-        if not self._ready:
-            if complete:
+        if self._state == "learning":
+            if exclude:
+                self._excluded[exclude] = self._excluded.get(exclude, 0) + 1
+            elif complete:
                 if ts - self._t0 >= self.cold_start_fraction * self.learn_seconds:
-                    self._collect(raw)
-                self.detector.learn(finite)
-                self._n_learned += 1
-        elif complete and (self.detector.novelty or (self.adapt_half_life_s and score01 < self.adapt_below)):
-            self.detector.learn(finite)  # a novelty model learns every record (models/base.py)
-            self._n_learned += 1
+                    self._collect(raw, ts, finite)
+                self._learn(finite, ts)
+        else:
+            adapt = self.adapt_half_life_s and score01 < self.adapt_below
+            if complete and not exclude and (self.detector.novelty or adapt):
+                self.detector.learn(finite)  # a novelty model learns every record (models/base.py)
+                self._n_adapted += 1
+            if self._drift is not None:
+                ref = self._calibrator(self._reference.score(finite))
+                event = self._drift.update(ref, ts)
+                if event is not None:
+                    self._events.append(("drift", event))
         observe = getattr(self.detector, "observe", None)
         if observe is not None:  # detectors with input context (models/pca.py smoothing) see every row
             observe(finite)
+            if self._probe is not None and self._state == "learning":
+                self._probe.observe(finite)
+        if self._reference is not None and getattr(self._reference, "observe", None) is not None:
+            self._reference.observe(finite)
         return score01, self._ready, reason
 
+    # -- persistence ---------------------------------------------------------------------------
     def state(self) -> dict:
         """JSON-serialisable; `from_state` restores a model that scores identically."""
         return {
-            "format": 1,
-            "name": self.name,
-            "version": self.version,
-            "learn_seconds": self.learn_seconds,
-            "adapt_half_life_s": self.adapt_half_life_s,
-            "quantile": self.quantile,
-            "alarm_ratio": self.alarm_ratio,
-            "adapt_below": self.adapt_below,
+            "format": 2,
+            "name": self.name, "version": self.version,
+            "learn_seconds": self.learn_seconds, "adapt_half_life_s": self.adapt_half_life_s,
+            "quantile": self.quantile, "alarm_ratio": self.alarm_ratio, "adapt_below": self.adapt_below,
             "cold_start_fraction": self.cold_start_fraction,
-            "t0": self._t0,
-            "n_learned": self._n_learned,
-            "pool": self._pool,
-            "pool_seen": self._pool_seen,
-            "stride": self._stride,
+            "drift_large_at": self.drift_large_at, "drift_clear_below": self.drift_clear_below,
+            "t0": self._t0, "last_ts": self._last_ts,
+            "n_learned": self._n_learned, "n_adapted": self._n_adapted,
+            "pool": self._pool, "pool_ts": self._pool_ts, "pool_seen": self._pool_seen, "stride": self._stride,
+            "pool_probe": [None if math.isnan(v) else v for v in self._pool_probe],
+            "probe": None if self._probe is None else self._probe.state(), "probe_ts": self._probe_ts,
+            "recent": None if self._recent is None else [[t, x] for t, x in self._recent],
+            "snapshots": [list(s) for s in self._snapshots],
+            "excluded": self._excluded,
             "calibrator": None if self._calibrator is None else self._calibrator.to_dict(),
-            "ready": self._ready,
+            "ready": self._ready, "baseline_state": self._state, "reason": self._reason,
+            "learned_at": self._learned_at,
+            "blank": self._blank,
             "detector": self.detector.state(),
+            "reference": None if self._reference is None else self._reference.state(),
+            "drift": None if self._drift is None else self._drift.state(),
         }
 
     @classmethod
     def from_state(cls, state: dict) -> "StreamingModel":
-        if state.get("format") != 1:
-            raise ValueError(f"unsupported streaming-model state format {state.get('format')!r}")
+        """Restore a saved model; format 1 (before baseline lifecycle) loads as a ready baseline
+        whose learning time is unknown. ValueError for an unknown format."""
+        fmt = state.get("format")
+        if fmt not in (1, 2):
+            raise ValueError(f"unsupported streaming-model state format {fmt!r}")
         m = cls(
             registry.from_state(state["detector"]),
-            learn_seconds=state["learn_seconds"],
-            adapt_half_life_s=state["adapt_half_life_s"],
-            name=state["name"],
-            version=state["version"],
-            quantile=state["quantile"],
-            alarm_ratio=state["alarm_ratio"],
-            adapt_below=state["adapt_below"],
+            learn_seconds=state["learn_seconds"], adapt_half_life_s=state["adapt_half_life_s"],
+            name=state["name"], version=state["version"], quantile=state["quantile"],
+            alarm_ratio=state["alarm_ratio"], adapt_below=state["adapt_below"],
             cold_start_fraction=state["cold_start_fraction"],
+            drift_large_at=state.get("drift_large_at", 0.9), drift_clear_below=state.get("drift_clear_below", 0.5),
         )
         m._t0 = state["t0"]
         m._n_learned = int(state["n_learned"])
@@ -198,4 +377,26 @@ class StreamingModel:
         m._stride = int(state["stride"])
         m._calibrator = None if state["calibrator"] is None else Calibrator.from_dict(state["calibrator"])
         m._ready = bool(state["ready"])
+        if fmt == 1:
+            m._state = "ready" if m._ready else "learning"
+            m._recent = None if m._ready else []
+            m._pool_ts = [m._t0 or 0.0] * len(m._pool)  # unknown: no regime test on this pool
+            m._pool_probe = [math.nan] * len(m._pool)
+            return m
+        m._last_ts = state["last_ts"]
+        m._n_adapted = int(state["n_adapted"])
+        m._pool_ts = [float(t) for t in state["pool_ts"]]
+        m._pool_probe = [math.nan if v is None else float(v) for v in state["pool_probe"]]
+        m._probe = None if state["probe"] is None else registry.from_state(state["probe"])
+        m._probe_ts = state["probe_ts"]
+        m._recent = None if state["recent"] is None else [(float(t), dict(x)) for t, x in state["recent"]]
+        m._snapshots = [(float(t), int(n), dict(d)) for t, n, d in state["snapshots"]]
+        m._excluded = {str(k): int(v) for k, v in state["excluded"].items()}
+        m._state, m._reason, m._learned_at = state["baseline_state"], state["reason"], state["learned_at"]
+        m._blank = state["blank"]
+        if state["reference"] is not None:
+            m._reference = registry.from_state(state["reference"])
+        if state["drift"] is not None:
+            m._drift = DriftMonitor(m.drift_large_at, m.drift_clear_below)
+            m._drift.restore(state["drift"])
         return m

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -125,6 +125,7 @@ class Received:
     topic: str
     payload: bytes
     retain: bool
+    received: float = field(default_factory=time.time)  # wall clock at the subscriber
 
 
 class Subscriber:

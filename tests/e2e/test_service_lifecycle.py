@@ -87,7 +87,7 @@ def test_service_lifecycle_notify_reload_edit_health(broker, tmp_path):
         wait_until(lambda: notify.count("WATCHDOG") >= 2, 10, what="WATCHDOG=1 pings")
 
         # Health on the retained status topic, once the baseline has been learned.
-        health = wait_until(lambda: (s := _status(sub)).get("sensors", {}).get("pump1", {}).get("baseline") == "ready"
+        health = wait_until(lambda: (s := _status(sub)).get("sensors", {}).get("pump1", {}).get("baseline", {}).get("state") == "ready"
                             and s, 30, what="baseline ready on the status topic")
         pump = health["sensors"]["pump1"]
         assert health["state"] == "online" and health["version"] and health["uptime_s"] > 0
@@ -142,7 +142,7 @@ def test_service_lifecycle_notify_reload_edit_health(broker, tmp_path):
         assert "learned baseline restored" in events and "configuration reloaded" in events
         status = wait_until(lambda: (s := _status(sub)).get("config", {}).get("reload", {}).get("result") == "applied"
                             and s, 15, what="reload result on the status topic")
-        assert status["sensors"]["pump1"]["baseline"] == "ready"  # the learned baseline survived
+        assert status["sensors"]["pump1"]["baseline"]["state"] == "ready"  # the learned baseline survived
     finally:
         code = stop(agent)
         sub.close()
