@@ -127,6 +127,9 @@ def _message(err: dict, loc: tuple) -> str:
         return f"unknown key '{key}'" + (f"; valid keys: {', '.join(known)}" if known else "")
     if kind == "missing":
         return "required key is missing"
+    if kind == "too_short" and loc == ("sensors",):
+        # The installed template ships with none, so the service cannot start on a demo sensor.
+        return "no sensor configured: add at least one (the installed file has commented examples)"
     msg = err["msg"].removeprefix("Value error, ")
     if kind == "string_pattern_mismatch":
         msg = PATTERN_WORDS.get(err.get("ctx", {}).get("pattern"), msg)
@@ -157,7 +160,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     >>> parse_config("device: {id: gw1}\\nsensors: []\\nmqtt: {prot: 1883}", "c.yaml")
     Traceback (most recent call last):
     ...
-    agent.config.ConfigError: sensors: List should have at least 1 item after validation, not 0 (c.yaml:2)
+    agent.config.ConfigError: sensors: no sensor configured: add at least one (the installed file has commented examples) (c.yaml:2)
     mqtt.prot: unknown key 'prot'; did you mean 'port'? (c.yaml:3)
     """
     loader = _Loader(text)
