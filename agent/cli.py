@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,10 @@ def cmd_config_check(args) -> int:
     cfg = _load_or_report(path)
     if cfg is None:
         return EXIT_USAGE
+    from agent.config_warnings import load_warnings
+
+    for warning in load_warnings(cfg, path):  # valid, but probably not what was meant
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: OK ({len(cfg.sensors)} sensor{'s' if len(cfg.sensors) != 1 else ''}, device {cfg.device.id})")
     return EXIT_OK
 
@@ -111,6 +116,7 @@ def cmd_config_edit(args) -> int:
         print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     fd, tmp = tempfile.mkstemp(prefix=".config-edit-", suffix=".yaml", dir=os.path.dirname(path))
+    rejected = None  # the .rejected copy this session wrote, removed once an edit is accepted
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(original)
@@ -128,12 +134,15 @@ def cmd_config_edit(args) -> int:
                 cfg = load_config(tmp)
                 break
             except ConfigError as exc:
-                print(str(exc).replace(tmp, path), file=sys.stderr)
+                # The errors cite the lines of a file the operator can open: the kept copy of
+                # the edit (the temporary file may be edited again or gone by then).
+                kept = path + ".rejected"
+                shutil.copyfile(tmp, kept)
+                print(str(exc).replace(tmp, kept), file=sys.stderr)
                 if not sys.stdin.isatty() or input("Edit again? [Y/n] ").strip().lower() == "n":
-                    kept = path + ".rejected"
-                    os.replace(tmp, kept)  # the operator's edits are not thrown away
                     print(f"{path} left unchanged; your edited copy is in {kept}", file=sys.stderr)
                     return EXIT_USAGE
+                rejected = kept
         with open(tmp, "rb") as f:
             edited = f.read()
         if edited == original:
@@ -142,6 +151,8 @@ def cmd_config_edit(args) -> int:
         os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         os.replace(tmp, path)  # atomic: a running agent never sees a half-written file
         print(f"{path}: saved")
+        if rejected and os.path.exists(rejected):
+            os.unlink(rejected)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

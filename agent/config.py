@@ -168,14 +168,9 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        detail = str(exc.problem or exc.context)
-        if exc.context and exc.problem and exc.context_mark:
-            detail += f" ({exc.context} started at line {exc.context_mark.line + 1})"
-            if exc.problem.startswith("but "):  # the composer words its message the other way round
-                detail = f"{exc.context}, {exc.problem}"
-        raise ConfigError([f"{where}: YAML syntax error: {detail}"]) from None
+        from agent.yaml_errors import describe
+
+        raise ConfigError([describe(exc, source)]) from None
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise ConfigError([f"{source}: YAML error: {exc}"]) from None
     finally:

@@ -109,14 +109,13 @@ class SensorPipeline:
                     reason=", ".join(f"{f}={v:.4g}" for f, v, _ in alert.reason),
                 )
             self.emit(alert)
-        aggregate = self.aggregator.add(vector, value)
-        if aggregate is not None:
+        for aggregate in self.aggregator.add(vector, value):
             self.emit(aggregate)
         return score
 
     def tick(self, now: float) -> None:
-        aggregate = self.aggregator.flush(now)
-        if aggregate is not None:
+        """Publish the aggregates whose interval is over, also when no window arrived in it."""
+        for aggregate in self.aggregator.flush(now):
             self.emit(aggregate)
 
     @property
