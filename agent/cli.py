@@ -52,6 +52,10 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
     logs.configure(cfg.logging.level, cfg.logging.format)
     log = logs.get()
+    from agent.config_warnings import load_warnings
+
+    for warning in load_warnings(cfg, path):
+        log.warning("config warning", detail=warning)
     service = Service(path, log, cfg)
     service.install_signals()
     pidfile = os.path.join(str(cfg.storage.dir), "pdm-agent.pid")

@@ -18,6 +18,7 @@ import time
 from collections import deque
 
 from agent import __version__
+from agent import status_file
 from agent.alert_state import AlertLevels
 from agent.config import Config, ConfigError, load_config
 from agent.health import CpuMeter, rss_mib
@@ -170,6 +171,8 @@ class Service:
         self.models.attach(sensor_cfg.name, pipeline)
         levels = self.levels.levels(sensor_cfg.name)
         pipeline.policy.restore(levels.get("anomaly", "clear"))
+        # Same for the ISO zone check: a zone C/D raised before a restart is cleared after it.
+        pipeline.iso.level = {"warning": 2, "alarm": 3}.get(levels.get("iso10816", "clear"), 0)
         if getattr(pipeline.model, "learns", True) and pipeline.load_state(self.storage_dir):
             self.log.info("learned baseline restored", sensor=sensor_cfg.name, model=pipeline.model_name)
         # One offline rule for the alert and the status topic: the sensor's `health:` section.
@@ -230,6 +233,7 @@ class Service:
     def run(self) -> int:
         self.start()
         last_save = time.monotonic()
+        last_status = -float("inf")
         tick = min(1.0, self.notifier.watchdog_interval or 1.0)
         try:
             while True:
@@ -253,6 +257,9 @@ class Service:
                 if summary != self._status_text:  # `systemctl status` shows the current line
                     self._status_text = summary
                     self.notifier.status(summary)
+                if time.monotonic() - last_status >= self.cfg.mqtt.status_interval_s:
+                    last_status = time.monotonic()
+                    self._write_status("online")
                 if time.monotonic() - last_save > SAVE_EVERY_S:
                     last_save = time.monotonic()
                     for worker in list(self.workers.values()):
@@ -278,8 +285,19 @@ class Service:
         if self.publisher is not None:
             self.publisher.stop()
         if self.outbox is not None:
+            self._write_status("offline")
             self.log.info("stopped", **self.outbox.depth())
             self.outbox.close()
+
+    def _write_status(self, state: str) -> None:
+        """The status document on local disk too, for `pdm-agent status` without a broker."""
+        doc = {"state": state, "version": __version__, "ts": iso_utc(time.time())}
+        if state == "online":
+            doc.update(self.health())
+        try:
+            status_file.write(self.storage_dir, doc)
+        except OSError as exc:
+            self.log.warning("could not write the local status file", error=str(exc))
 
     def reload(self) -> None:
         """SIGHUP: validate first; rebuild only what changed; learned baselines survive."""
@@ -352,6 +370,7 @@ class Service:
                 "health": p.sensor_health.report(w.online),
                 **({"iso10816": p.iso.state()} if p.iso.last_zone else {}),
                 **self.models.status(name),
+                **self._alert_status(name, w),
             }
         depth = self.outbox.depth() if self.outbox else {}
         return {
@@ -362,6 +381,11 @@ class Service:
             "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {}},
             "config": {"path": self.config_path, "reload": self.last_reload},
         }
+
+    def _alert_status(self, name: str, worker: SensorWorker) -> dict:
+        p = worker.pipeline
+        return self.levels.status(name, {"anomaly": p.policy.level, "iso10816": p.iso.state()["level"],
+                                         "sensor_offline": "alarm" if worker.offline else "clear"})
 
     def summary(self) -> str:
         n = len(self.workers)

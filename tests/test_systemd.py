@@ -219,5 +219,7 @@ def test_home_assistant_discovery_when_enabled(broker, tmp_path):
     assert msgs[0].topic == "homeassistant/device/pdm-agent-e2e-gw/config" and msgs[0].retain
     body = json.loads(msgs[0].payload)
     assert {"e2e-gw_pump1_alert", "e2e-gw_pump1_score", "e2e-gw_pump1_online"} <= set(body["cmps"])
-    assert body["cmps"]["e2e-gw_pump1_alert"]["state_topic"] == "pdm/e2e-gw/pump1/alert"
+    alert = body["cmps"]["e2e-gw_pump1_alert"]  # the condition across kinds, from the status
+    assert alert["state_topic"] == "pdm/e2e-gw/status" and ".condition" in alert["value_template"]
+    assert alert["json_attributes_topic"] == "pdm/e2e-gw/pump1/alert"
     assert body["availability"][0]["topic"] == "pdm/e2e-gw/status"
