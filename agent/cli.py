@@ -221,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_arguments(p)
     p.set_defaults(func=replay.main)
 
+    from agent import status_cmd, watch_cmd
+
+    p = sub.add_parser("status", help="the agent's state per sensor: health, baseline, active alerts; exit 0 online")
+    _config_arg(p)
+    status_cmd.add_arguments(p)
+    p.set_defaults(func=status_cmd.main)
+    p = sub.add_parser("watch", help="print alerts (and aggregates) as they arrive, until interrupted")
+    _config_arg(p)
+    watch_cmd.add_arguments(p)
+    p.set_defaults(func=watch_cmd.main)
+
     from agent.model_cli import add_parser as add_model_parser
 
     add_model_parser(sub)  # `model train|export|quantize|keygen|sign|verify|info`

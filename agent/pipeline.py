@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 from agent import iso10816, sensor_health
 from agent.aggregates import Aggregator
 from agent.features import FeatureSpec, extract
+from agent.log_summary import LearningLog, summary_fields
 from agent.policy import AlertPolicy, PolicyConfig
 from agent.records import Aggregate, Alert, FeatureVector, Frame, Score
 from agent.windowing import Windower
@@ -72,7 +72,7 @@ class SensorPipeline:
         self.emit = emit
         self.log = log
         self.stats = SensorStats()
-        self._last_log = 0.0
+        self.learning_log = LearningLog(log, self.sensor, sensor_cfg.detector.learn_seconds)
 
     # -- waveform front end -------------------------------------------------------------
     def process(self, frame: Frame | FeatureVector) -> None:
@@ -97,6 +97,7 @@ class SensorPipeline:
         self.stats.last_score = value
         self.stats.last_window_ts = vector.ts
         self._show(vector, score)
+        self.learning_log.update(vector.ts, ready)
         self.sensor_health.observe(vector.values)
         for alert in (self.policy.update(score), self.iso.update(vector)):
             if alert is None:
@@ -110,24 +111,30 @@ class SensorPipeline:
                 )
             self.emit(alert)
         for aggregate in self.aggregator.add(vector, value):
-            self.emit(aggregate)
+            self._publish(aggregate)
         return score
 
     def tick(self, now: float) -> None:
         """Publish the aggregates whose interval is over, also when no window arrived in it."""
         for aggregate in self.aggregator.flush(now):
-            self.emit(aggregate)
+            self._publish(aggregate)
+
+    def _publish(self, aggregate: Aggregate) -> None:
+        """Emit an aggregate, and say at info what its interval looked like (one line per
+        sensor per interval: the journal's heartbeat of the machine)."""
+        self.emit(aggregate)
+        if self.log:
+            self.log.info("summary", **summary_fields(aggregate, self.policy.level,
+                                                      bool(getattr(self.model, "ready", True))))
 
     @property
     def model_name(self) -> str:
         return f"{self.model.name}@{self.model.version}"
 
     def _show(self, vector: FeatureVector, score: Score) -> None:
-        """One line per second per sensor: what an operator watching the terminal wants."""
-        now = time.monotonic()
-        if not self.log or now - self._last_log < 1.0:
+        """One debug line per window (`logging.level: debug`); at info, `summary` lines."""
+        if not self.log:
             return
-        self._last_log = now
         v = vector.values
         shown = {
             k.replace(".", "_"): round(val, 3)
@@ -135,7 +142,7 @@ class SensorPipeline:
             if k.endswith(("velocity_rms_mm_s", "kurtosis", "mean_c"))
         }
         state = "ready" if score.ready else "learning"
-        self.log.info("window", sensor=self.sensor, score=round(score.value, 3), baseline=state, **shown)
+        self.log.debug("window", sensor=self.sensor, score=round(score.value, 3), baseline=state, **shown)
 
     # -- learned state survives restarts ------------------------------------------------
     def state_path(self, storage_dir: str) -> str:
