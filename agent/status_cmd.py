@@ -66,6 +66,20 @@ def fetch_local(cfg) -> tuple[dict | None, str]:
     return doc, f"from {storage}/{status_file.NAME} (written {doc.get('ts')})"
 
 
+def _stale(doc: dict, status_interval_s: float) -> float | None:
+    """Age in seconds of an `online` document that should have been refreshed by now (the
+    agent rewrites it every `status_interval_s`), else None. An agent stopped while the broker
+    was down leaves a retained `online` that no Will replaces."""
+    from datetime import datetime, timezone
+
+    try:
+        ts = datetime.fromisoformat(str(doc.get("ts")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    age = (datetime.now(timezone.utc) - ts).total_seconds()
+    return age if doc.get("state") == "online" and age > 3 * status_interval_s + 10 else None
+
+
 def _baseline(entry: dict) -> str:
     """The baseline field has been a plain state string and is becoming a document
     ({state, progress, windows, learned_at, reason}); read either."""
@@ -134,6 +148,11 @@ def main(args) -> int:
     if doc is None:
         print(f"pdm-agent {cfg.device.id}: unknown ({source})", file=sys.stderr)
         return EXIT_FAIL
+    age = _stale(doc, cfg.mqtt.status_interval_s)
+    if age is not None:
+        doc = {**doc, "state": "unknown"}
+        source += (f"; it says online but is {age:.0f} s old, refreshed every {cfg.mqtt.status_interval_s:g} s:"
+                   f" the agent or its link is down")
     if args.json:
         json.dump(doc, sys.stdout, indent=2)
         print()
