@@ -181,8 +181,13 @@ class Publisher:
 
     # -- status ----------------------------------------------------------------------
 
-    def _status_payload(self, state: str) -> bytes:
+    def _status_payload(self, state: str, will: bool = False) -> bytes:
         body = {"state": state, "version": self.version, "ts": iso_utc(time.time())}
+        if will:
+            # The broker sends the Will later, when it loses us; its ts can only be the time
+            # this connection was made. Say so, so nobody reads it as the time of the loss.
+            body.update(will=True, connected_at=body["ts"],
+                        reason="connection lost: the broker published this Last Will; ts is the connect time")
         if state == "online":
             try:
                 body.update(self.health())
@@ -197,7 +202,7 @@ class Publisher:
 
     def _on_pre_connect(self, client, userdata) -> None:
         # Re-armed before every attempt so the Will's ts is the time of this connection.
-        client.will_set(self.topic("status"), self._status_payload("offline"), qos=1, retain=True)
+        client.will_set(self.topic("status"), self._status_payload("offline", will=True), qos=1, retain=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:

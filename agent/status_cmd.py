@@ -100,6 +100,9 @@ def render(doc: dict, source: str, device: str) -> str:
     state = doc.get("state", "unknown")
     lines = [f"pdm-agent {doc.get('device', device)}: {state} (version {doc.get('version', '?')}, "
              f"status at {doc.get('ts', '?')}, {source})"]
+    if doc.get("will"):
+        lines.append(f"  the broker published the agent's Last Will: its connection (made {doc.get('connected_at')})"
+                     f" was lost without a goodbye")
     if state != "online":
         if not doc.get("sensors"):
             return "\n".join(lines)
