@@ -23,7 +23,7 @@ def describe_alert(a: dict) -> str:
     ...                 "score": 0.97, "threshold": 0.9, "reason": [
     ...                     {"feature": "ax.kurtosis", "value": 5.21, "contribution": 0.61},
     ...                     {"feature": "az.envelope_rms_g", "value": 0.311, "contribution": 0.2}]})
-    '2026-11-30T15:39:12.000Z pump1 ALARM anomaly: score 0.97 >= 0.9; ax.kurtosis=5.21 (61%), az.envelope_rms_g=0.311 (20%)'
+    '2026-11-30T15:39:12.000Z pump1 ALARM anomaly: score 0.97 >= 0.9; ax.kurtosis=5.21 (contribution 0.61), az.envelope_rms_g=0.311 (contribution 0.2)'
     >>> describe_alert({"ts": "T", "sensor": "pump1", "level": "warning", "kind": "iso10816", "score": 0.7,
     ...                 "threshold": 2.8, "reason": [{"feature": "ax.velocity_rms_mm_s in ISO 10816-3 zone C (...)",
     ...                 "value": 3.1, "contribution": 1.0}]})
@@ -41,8 +41,10 @@ def describe_alert(a: dict) -> str:
         op = ">=" if level != "clear" else "<"
         what = f"score {_num(a.get('score'))} {op} {thr}" if level != "clear" else \
             f"score {_num(a.get('score'))} (back below the thresholds)"
+        # contribution: the feature's distance from its learned baseline (|z|, in baseline
+        # standard deviations, for the on-device detectors); not a share, so not a percentage.
         parts = [f"{r.get('feature')}={_num(r.get('value'))}" + (
-            f" ({float(r['contribution']):.0%})" if isinstance(r.get("contribution"), (int, float)) else "")
+            f" (contribution {_num(r['contribution'])})" if isinstance(r.get("contribution"), (int, float)) else "")
             for r in reason if isinstance(r, dict)]
         detail = ", ".join(parts)
     elif kind == "iso10816":

@@ -1,4 +1,4 @@
-"""The agent's configuration: YAML in, validated pydantic models out (SPEC section 4).
+"""The agent's configuration: YAML in, validated pydantic models out (config.yaml documents every key).
 
 One model per section, ``extra="forbid"``, constraints in ``Field(...)`` and cross-field rules in
 validators. Errors are collected, never raised at the first one, and each names its key path and
@@ -235,7 +235,7 @@ def json_schema() -> dict:
 
 
 def default_config_path() -> str:
-    """`$PDM_AGENT_CONFIG`, else the system config when it exists, else ./config.yaml (SPEC 3)."""
+    """`$PDM_AGENT_CONFIG`, else the system config when it exists, else ./config.yaml."""
     env = os.environ.get("PDM_AGENT_CONFIG")
     if env:
         return env

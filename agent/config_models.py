@@ -1,4 +1,4 @@
-"""The configuration's sections as pydantic models (SPEC section 4); agent/config.py loads them.
+"""The configuration's sections as pydantic models (documented in config.yaml); agent/config.py loads them.
 
 One model per section, ``extra="forbid"`` and frozen, constraints in ``Field(...)``, cross-field
 rules in validators that name the exact key they are about (``_rule``).

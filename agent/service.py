@@ -65,6 +65,7 @@ class Service:
         self._discovery = None
         self._discovery_key = None
         self.last_reload: dict = {"ts": None, "result": "none"}
+        self._status_file_due = True
         self._status_text = ""
 
     # -- signals: set a flag, nothing more -------------------------------------------------
@@ -118,6 +119,9 @@ class Service:
                 self.log.warning("could not persist the alert level", sensor=record.sensor, error=str(exc))
         if self.publisher is not None:
             self.publisher.wake()
+            if isinstance(record, Alert):  # the status's levels and last alert changed
+                self.publisher.refresh_status()
+                self._status_file_due = True
         dropped = sum(self.outbox.dropped.values())
         if dropped > self._dropped_logged and self._warn_drop.ready():
             self._dropped_logged = dropped
@@ -233,7 +237,7 @@ class Service:
     def run(self) -> int:
         self.start()
         last_save = time.monotonic()
-        last_status = -float("inf")
+        last_status = time.monotonic()
         tick = min(1.0, self.notifier.watchdog_interval or 1.0)
         try:
             while True:
@@ -257,8 +261,8 @@ class Service:
                 if summary != self._status_text:  # `systemctl status` shows the current line
                     self._status_text = summary
                     self.notifier.status(summary)
-                if time.monotonic() - last_status >= self.cfg.mqtt.status_interval_s:
-                    last_status = time.monotonic()
+                if self._status_file_due or time.monotonic() - last_status >= self.cfg.mqtt.status_interval_s:
+                    last_status, self._status_file_due = time.monotonic(), False
                     self._write_status("online")
                 if time.monotonic() - last_save > SAVE_EVERY_S:
                     last_save = time.monotonic()
