@@ -7,7 +7,8 @@ ready). So the per-window line is `debug`, and at `info` each sensor writes:
 - `learning baseline` at 25 %, 50 % and 75 % of `detector.learn_seconds`, and `baseline learned`
   once when the detector starts scoring (the milestones are counted in feature-vector time, as
   the detector counts them);
-- `summary` once per aggregate interval: windows, score mean/max, the alert level, and the
+- `summary` once per aggregate interval: windows, score mean/max, the condition (highest alert
+  level of the learned model and the ISO check), and the
   vibration velocity and temperature that an operator compares against the machine's limits.
 """
 
@@ -60,18 +61,18 @@ class LearningLog:
                           learn_seconds=self.learn_seconds)
 
 
-def summary_fields(aggregate, alert_level: str, ready: bool) -> dict:
+def summary_fields(aggregate, condition: str, ready: bool) -> dict:
     """The fields of one `summary` line for an aggregate.
 
     >>> from agent.records import Aggregate
     >>> a = Aggregate(60.0, "gw", "pump1", 60.0, 14, {"ax.velocity_rms_mm_s": {"mean": 1.0, "min": 0.9, "max": 1.2},
     ...     "temp.mean_c": {"mean": 41.0, "min": 40.9, "max": 41.2}, "score": {"mean": 0.1, "min": 0.0, "max": 0.31}})
     >>> summary_fields(a, "clear", True)
-    {'sensor': 'pump1', 'interval_s': 60.0, 'windows': 14, 'baseline': 'ready', 'alert_level': 'clear', 'score_mean': 0.1, 'score_max': 0.31, 'velocity_rms_mm_s_max': 1.2, 'temp_c_mean': 41.0}
+    {'sensor': 'pump1', 'interval_s': 60.0, 'windows': 14, 'baseline': 'ready', 'condition': 'clear', 'score_mean': 0.1, 'score_max': 0.31, 'velocity_rms_mm_s_max': 1.2, 'temp_c_mean': 41.0}
     """
     f = aggregate.features
     out = {"sensor": aggregate.sensor, "interval_s": aggregate.interval_s, "windows": aggregate.count,
-           "baseline": "ready" if ready else "learning", "alert_level": alert_level}
+           "baseline": "ready" if ready else "learning", "condition": condition}
     if "score" in f:
         out.update(score_mean=round(f["score"]["mean"], 3), score_max=round(f["score"]["max"], 3))
     velocity = [s["max"] for k, s in f.items() if k.endswith("velocity_rms_mm_s")]

@@ -16,6 +16,7 @@ from typing import Callable
 
 from agent import iso10816, sensor_health
 from agent.aggregates import Aggregator
+from agent.alert_state import condition
 from agent.features import FeatureSpec, extract
 from agent.log_summary import LearningLog, summary_fields
 from agent.policy import AlertPolicy, PolicyConfig
@@ -124,8 +125,8 @@ class SensorPipeline:
         sensor per interval: the journal's heartbeat of the machine)."""
         self.emit(aggregate)
         if self.log:
-            self.log.info("summary", **summary_fields(aggregate, self.policy.level,
-                                                      bool(getattr(self.model, "ready", True))))
+            level = condition({"anomaly": self.policy.level, "iso10816": self.iso.state()["level"]})
+            self.log.info("summary", **summary_fields(aggregate, level, bool(getattr(self.model, "ready", True))))
 
     @property
     def model_name(self) -> str:
