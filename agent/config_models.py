@@ -278,7 +278,7 @@ class IsoSection(Section):
 class HealthSection(Section):
     """Sensor health (agent/sensor_health.py), reported in the status topic."""
 
-    offline_after_s: Optional[float] = Field(None, gt=0, description="default: max(10, 3 * poll_interval)")
+    offline_after_s: Optional[float] = Field(None, gt=0, description="no data this long: offline, and a sensor_offline alarm; default max(10, 3 window hops or polls)")
     stuck_after_s: float = Field(600, gt=0, description="a value unchanged this long is 'stuck'")
 
 
