@@ -176,7 +176,8 @@ class Service:
         levels = self.levels.levels(sensor_cfg.name)
         pipeline.policy.restore(levels.get("anomaly", "clear"))
         # Same for the ISO zone check: a zone C/D raised before a restart is cleared after it.
-        pipeline.iso.level = {"warning": 2, "alarm": 3}.get(levels.get("iso10816", "clear"), 0)
+        if pipeline.iso.cfg.enabled:
+            pipeline.iso.level = {"warning": 2, "alarm": 3}.get(levels.get("iso10816", "clear"), 0)
         if getattr(pipeline.model, "learns", True) and pipeline.load_state(self.storage_dir):
             self.log.info("learned baseline restored", sensor=sensor_cfg.name, model=pipeline.model_name)
         # One offline rule for the alert and the status topic: the sensor's `health:` section.

@@ -56,9 +56,14 @@ def fetch_from_broker(cfg, config_path: str, timeout: float) -> tuple[dict | Non
 
 
 def fetch_local(cfg) -> tuple[dict | None, str]:
+    import os
+
     storage = str(cfg.storage.dir)
     doc = status_file.read(storage)
     if doc is None:
+        path = os.path.join(storage, status_file.NAME)
+        if os.path.exists(path) and not os.access(path, os.R_OK):
+            return None, f"{path} is not readable by this user (try sudo)"
         return None, f"no local status in {storage} (the agent has not run with this config?)"
     if doc.get("state") == "online" and status_file.agent_pid(storage) is None:
         doc = {**doc, "state": "offline"}
@@ -86,7 +91,7 @@ def _baseline(entry: dict) -> str:
     b = entry.get("baseline")
     if isinstance(b, dict):
         text = str(b.get("state", "?"))
-        if isinstance(b.get("progress"), (int, float)) and b.get("state") != "ready":
+        if isinstance(b.get("progress"), (int, float)) and b.get("state") == "learning":
             text += f" {b['progress']:.0%}"
         if b.get("learned_at"):
             text += f" (learned {b['learned_at']})"
@@ -142,6 +147,9 @@ def main(args) -> int:
     path = _config_path(args)
     cfg = _load_or_report(path)
     if cfg is None:
+        return EXIT_USAGE
+    if not args.timeout > 0:
+        print(f"--timeout: must be a number of seconds > 0; got {args.timeout:g}", file=sys.stderr)
         return EXIT_USAGE
     doc, source = fetch_from_broker(cfg, path, args.timeout)
     if doc is None:

@@ -37,7 +37,10 @@ def main(args) -> int:
     if cfg is None:
         return EXIT_USAGE
     if args.count is not None and args.count < 1:
-        print("--count: must be at least 1", file=sys.stderr)
+        print(f"--count: must be at least 1; got {args.count}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.timeout > 0:
+        print(f"--timeout: must be a number of seconds > 0; got {args.timeout:g}", file=sys.stderr)
         return EXIT_USAGE
     base = "/".join([cfg.mqtt.topic_prefix, cfg.device.id, args.sensor or "+"])
     topics = [f"{base}/alert"] + ([f"{base}/aggregate"] if args.aggregates else [])
