@@ -77,7 +77,7 @@ class AlertLevels:
         reads only the last alert message would see an `iso10816` clear while an `anomaly`
         alarm is still active; `condition` is what it should show."""
         data = self._read(sensor)
-        levels = {**data["levels"], **live}
+        levels = {**live, **{k: v for k, v in data["levels"].items() if k not in live}}
         overall = condition(levels)
         last = data["last"] if isinstance(data["last"], dict) else None
         return {"condition": overall, "alert_level": overall, "levels": levels, "last_alert": last}
