@@ -2,8 +2,8 @@
 
 Intervals are aligned to the wall clock (multiples of `interval` since the epoch), so aggregates
 from several gateways line up, and `ts` is the end of the interval. Once a sensor's clock has
-started (its first window, or the first `flush`), **every** interval is published, one after the
-other, `interval` seconds apart:
+started (at its first window), **every** interval is published, one after the other, `interval`
+seconds apart:
 
 - an interval in which no window ended (the sensor was silent, or the interval is shorter than the
   window hop) is published with `count: 0` and no features, so a subscriber can tell "nothing
@@ -35,6 +35,8 @@ class Aggregator:
     (usually none or one).
 
     >>> agg = Aggregator("gw", "pump1", interval=10)
+    >>> agg.flush(25.0)  # no window yet: no clock
+    []
     >>> agg.add(FeatureVector("pump1", 1.0, {"ax.rms_g": 1.0}), 0.2)
     []
     >>> agg.add(FeatureVector("pump1", 5.0, {"ax.rms_g": 3.0}), 0.4)
@@ -88,7 +90,11 @@ class Aggregator:
         return out
 
     def flush(self, now: float) -> list[Aggregate]:
-        """Publish the intervals that ended at least `GRACE_S` before `now` (wall clock)."""
+        """Publish the intervals that ended at least `GRACE_S` before `now` (wall clock).
+        Nothing before the first window: a sensor that never delivered has no clock yet (its
+        `sensor_offline` alarm says why), and a start mid-interval is not an empty interval."""
+        if self._end is None:
+            return []
         return self._advance_to(self._interval_end(now - GRACE_S))
 
     def _close(self) -> Aggregate:
