@@ -13,32 +13,9 @@ import sys
 import tempfile
 
 from agent import __version__
+from agent.cli_config import _config_arg, _config_path, _load_or_report
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", metavar="FILE",
-        help="config file (default: $PDM_AGENT_CONFIG, else /etc/pdm-agent/config.yaml, else ./config.yaml)",
-    )
-
-
-def _config_path(args) -> str:
-    from agent.config import default_config_path
-
-    return args.config or default_config_path()
-
-
-def _load_or_report(path: str):
-    """The validated config, or None after printing every error as `key.path: message (FILE:LINE)`."""
-    from agent.config import ConfigError, load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None
 
 
 def cmd_run(args) -> int:

@@ -142,7 +142,7 @@ def render(doc: dict, source: str, device: str) -> str:
 
 
 def main(args) -> int:
-    from agent.cli import _config_path, _load_or_report
+    from agent.cli_config import _config_path, _load_or_report
 
     path = _config_path(args)
     cfg = _load_or_report(path)

@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
 
 
 def main(args) -> int:
-    from agent.cli import _config_path, _load_or_report
+    from agent.cli_config import _config_path, _load_or_report
     from agent.mqtt_client import BrokerError, Subscription
 
     path = _config_path(args)
