@@ -85,7 +85,22 @@ def describe(cfg, path: str) -> list[str]:
                        f"(fewer than {SENSIBLE_WINDOWS}): it is calibrated for its size, so only large changes "
                        f"alert; {math.ceil(SENSIBLE_WINDOWS * cadence)} s or more is recommended"
                        + (f" ({path}:{line})" if line else ""))
+        warmup = _detector_warmup(s.detector)
+        if n < warmup:
+            line = _line_of(path, ("sensors", i, "detector", "learn_seconds")) or _line_of(path, ("sensors", i))
+            out.append(f"warning: sensors[{i}].detector.learn_seconds: {s.name}'s detector {s.detector.type!r} "
+                       f"reports nothing before its history holds warmup={warmup} records, so its first learned "
+                       f"alert can come only after {math.ceil(warmup * cadence)} s, not {s.detector.learn_seconds:g} s"
+                       + (f" ({path}:{line})" if line else ""))
     return out
+
+
+def _detector_warmup(detector_cfg) -> int:
+    """Records a novelty detector needs before it reports anything (models/rarity.py `warmup`), else 0."""
+    from models.registry import create
+
+    det = create(detector_cfg.type, **dict(detector_cfg.params))
+    return int(getattr(det, "warmup", 0)) if det.novelty else 0
 
 
 def handle_request(req: dict, workers: dict, storage_dir: str) -> dict:

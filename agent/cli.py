@@ -6,38 +6,16 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 
 from agent import __version__
+from agent.cli_config import _config_arg, _config_path, _load_or_report
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", metavar="FILE",
-        help="config file (default: $PDM_AGENT_CONFIG, else /etc/pdm-agent/config.yaml, else ./config.yaml)",
-    )
-
-
-def _config_path(args) -> str:
-    from agent.config import default_config_path
-
-    return args.config or default_config_path()
-
-
-def _load_or_report(path: str):
-    """The validated config, or None after printing every error as `key.path: message (FILE:LINE)`."""
-    from agent.config import ConfigError, load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None
 
 
 def cmd_run(args) -> int:
@@ -51,6 +29,10 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
     logs.configure(cfg.logging.level, cfg.logging.format)
     log = logs.get()
+    from agent.config_warnings import load_warnings
+
+    for warning in load_warnings(cfg, path):
+        log.warning("config warning", detail=warning)
     service = Service(path, log, cfg)
     service.install_signals()
     pidfile = os.path.join(str(cfg.storage.dir), "pdm-agent.pid")
@@ -82,6 +64,10 @@ def cmd_config_check(args) -> int:
     cfg = _load_or_report(path)
     if cfg is None:
         return EXIT_USAGE
+    from agent.config_warnings import load_warnings
+
+    for warning in load_warnings(cfg, path):  # valid, but probably not what was meant
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: OK ({len(cfg.sensors)} sensor{'s' if len(cfg.sensors) != 1 else ''}, device {cfg.device.id})")
     from agent.baseline import describe
 
@@ -114,6 +100,7 @@ def cmd_config_edit(args) -> int:
         print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     fd, tmp = tempfile.mkstemp(prefix=".config-edit-", suffix=".yaml", dir=os.path.dirname(path))
+    rejected = None  # the .rejected copy this session wrote, removed once an edit is accepted
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(original)
@@ -131,12 +118,15 @@ def cmd_config_edit(args) -> int:
                 cfg = load_config(tmp)
                 break
             except ConfigError as exc:
-                print(str(exc).replace(tmp, path), file=sys.stderr)
+                # The errors cite the lines of a file the operator can open: the kept copy of
+                # the edit (the temporary file may be edited again or gone by then).
+                kept = path + ".rejected"
+                shutil.copyfile(tmp, kept)
+                print(str(exc).replace(tmp, kept), file=sys.stderr)
                 if not sys.stdin.isatty() or input("Edit again? [Y/n] ").strip().lower() == "n":
-                    kept = path + ".rejected"
-                    os.replace(tmp, kept)  # the operator's edits are not thrown away
                     print(f"{path} left unchanged; your edited copy is in {kept}", file=sys.stderr)
                     return EXIT_USAGE
+                rejected = kept
         with open(tmp, "rb") as f:
             edited = f.read()
         if edited == original:
@@ -145,6 +135,8 @@ def cmd_config_edit(args) -> int:
         os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         os.replace(tmp, path)  # atomic: a running agent never sees a half-written file
         print(f"{path}: saved")
+        if rejected and os.path.exists(rejected):
+            os.unlink(rejected)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -208,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="run recorded data (CSV or burst directory) through the pipeline")
     replay.add_arguments(p)
     p.set_defaults(func=replay.main)
+
+    from agent import status_cmd, watch_cmd
+
+    p = sub.add_parser("status", help="the agent's state per sensor: health, baseline, active alerts; exit 0 online")
+    _config_arg(p)
+    status_cmd.add_arguments(p)
+    p.set_defaults(func=status_cmd.main)
+    p = sub.add_parser("watch", help="print alerts (and aggregates) as they arrive, until interrupted")
+    _config_arg(p)
+    watch_cmd.add_arguments(p)
+    p.set_defaults(func=watch_cmd.main)
 
     from agent.model_cli import add_parser as add_model_parser
 

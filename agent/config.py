@@ -1,4 +1,4 @@
-"""The agent's configuration: YAML in, validated pydantic models out (SPEC section 4).
+"""The agent's configuration: YAML in, validated pydantic models out (config.yaml documents every key).
 
 One model per section, ``extra="forbid"``, constraints in ``Field(...)`` and cross-field rules in
 validators. Errors are collected, never raised at the first one, and each names its key path and
@@ -127,6 +127,9 @@ def _message(err: dict, loc: tuple) -> str:
         return f"unknown key '{key}'" + (f"; valid keys: {', '.join(known)}" if known else "")
     if kind == "missing":
         return "required key is missing"
+    if kind == "too_short" and loc == ("sensors",):
+        # The installed template ships with none, so the service cannot start on a demo sensor.
+        return "no sensor configured: add at least one (the installed file has commented examples)"
     msg = err["msg"].removeprefix("Value error, ")
     if kind == "string_pattern_mismatch":
         msg = PATTERN_WORDS.get(err.get("ctx", {}).get("pattern"), msg)
@@ -157,7 +160,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     >>> parse_config("device: {id: gw1}\\nsensors: []\\nmqtt: {prot: 1883}", "c.yaml")
     Traceback (most recent call last):
     ...
-    agent.config.ConfigError: sensors: List should have at least 1 item after validation, not 0 (c.yaml:2)
+    agent.config.ConfigError: sensors: no sensor configured: add at least one (the installed file has commented examples) (c.yaml:2)
     mqtt.prot: unknown key 'prot'; did you mean 'port'? (c.yaml:3)
     """
     loader = _Loader(text)
@@ -165,14 +168,9 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        detail = str(exc.problem or exc.context)
-        if exc.context and exc.problem and exc.context_mark:
-            detail += f" ({exc.context} started at line {exc.context_mark.line + 1})"
-            if exc.problem.startswith("but "):  # the composer words its message the other way round
-                detail = f"{exc.context}, {exc.problem}"
-        raise ConfigError([f"{where}: YAML syntax error: {detail}"]) from None
+        from agent.yaml_errors import describe
+
+        raise ConfigError([describe(exc, source)]) from None
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise ConfigError([f"{source}: YAML error: {exc}"]) from None
     finally:
@@ -237,7 +235,7 @@ def json_schema() -> dict:
 
 
 def default_config_path() -> str:
-    """`$PDM_AGENT_CONFIG`, else the system config when it exists, else ./config.yaml (SPEC 3)."""
+    """`$PDM_AGENT_CONFIG`, else the system config when it exists, else ./config.yaml."""
     env = os.environ.get("PDM_AGENT_CONFIG")
     if env:
         return env

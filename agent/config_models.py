@@ -1,4 +1,4 @@
-"""The configuration's sections as pydantic models (SPEC section 4); agent/config.py loads them.
+"""The configuration's sections as pydantic models (documented in config.yaml); agent/config.py loads them.
 
 One model per section, ``extra="forbid"`` and frozen, constraints in ``Field(...)``, cross-field
 rules in validators that name the exact key they are about (``_rule``).
@@ -278,7 +278,7 @@ class IsoSection(Section):
 class HealthSection(Section):
     """Sensor health (agent/sensor_health.py), reported in the status topic."""
 
-    offline_after_s: Optional[float] = Field(None, gt=0, description="default: max(10, 3 * poll_interval)")
+    offline_after_s: Optional[float] = Field(None, gt=0, description="no data this long: offline, and a sensor_offline alarm; default max(10, 3 window hops or polls)")
     stuck_after_s: float = Field(600, gt=0, description="a value unchanged this long is 'stuck'")
 
 

@@ -57,9 +57,14 @@ class Discovery:
         }
         for s in sensors:
             sensor_json = f"value_json.sensors['{s}']"
+            # The sensor's condition (highest level active across alert kinds) from the status,
+            # not the last alert message's level: kinds clear independently on one topic, so
+            # an `iso10816` clear would otherwise show `clear` under an active `anomaly` alarm.
+            # The last alert message stays available as the entity's attributes.
             cmps[f"{d}_{s}_alert"] = {
-                "p": "sensor", "name": f"{s} alert", "icon": "mdi:alert-circle-outline",
-                "state_topic": self._state(s, "alert"), "value_template": "{{ value_json.level }}",
+                "p": "sensor", "name": f"{s} condition", "icon": "mdi:alert-circle-outline",
+                "state_topic": status,
+                "value_template": f"{{{{ {sensor_json}.condition if '{s}' in value_json.sensors else 'unknown' }}}}",
                 "json_attributes_topic": self._state(s, "alert")}
             cmps[f"{d}_{s}_score"] = {
                 "p": "sensor", "name": f"{s} anomaly score", "state_topic": self._state(s, "aggregate"),

@@ -1,4 +1,4 @@
-"""`pdm-agent model ...`: train, export, quantize, keygen, sign, verify, info (SPEC section 7).
+"""`pdm-agent model ...`: train, export, quantize, keygen, sign, verify, info (docs/models.md).
 
 Exit codes: 0 success; 2 invalid usage, unusable input, or a bundle refused by `verify`; 1 a
 runtime failure (e.g. the `train` extra is not installed). Training imports scikit-learn lazily,

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 from agent import iso10816, sensor_health
 from agent.aggregates import Aggregator
+from agent.alert_state import condition
 from agent.features import FeatureSpec, extract
+from agent.log_summary import LearningLog, summary_fields
 from agent.policy import AlertPolicy, PolicyConfig
 from agent.records import Aggregate, Alert, FeatureVector, Frame, Score
 from agent.windowing import Windower
@@ -89,7 +90,7 @@ class SensorPipeline:
         self.emit = emit
         self.log = log
         self.stats = SensorStats()
-        self._last_log = 0.0
+        self.learning_log = LearningLog(log, self.sensor, sensor_cfg.detector.learn_seconds)
 
     # -- waveform front end -------------------------------------------------------------
     def process(self, frame: Frame | FeatureVector) -> None:
@@ -132,6 +133,7 @@ class SensorPipeline:
         self.stats.last_score = value
         self.stats.last_window_ts = vector.ts
         self._show(vector, score)
+        self.learning_log.update(vector.ts, ready)
         self.sensor_health.observe(vector.values)
         alerts = [self.policy.update(score), iso_alert]
         for kind, event in events:
@@ -150,9 +152,8 @@ class SensorPipeline:
                     reason=", ".join(f"{f}={v:.4g}" for f, v, _ in alert.reason),
                 )
             self.emit(alert)
-        aggregate = self.aggregator.add(vector, value)
-        if aggregate is not None:
-            self.emit(aggregate)
+        for aggregate in self.aggregator.add(vector, value):
+            self._publish(aggregate)
         return score
 
     # -- the baseline --------------------------------------------------------------------
@@ -194,20 +195,26 @@ class SensorPipeline:
         )
 
     def tick(self, now: float) -> None:
-        aggregate = self.aggregator.flush(now)
-        if aggregate is not None:
-            self.emit(aggregate)
+        """Publish the aggregates whose interval is over, also when no window arrived in it."""
+        for aggregate in self.aggregator.flush(now):
+            self._publish(aggregate)
+
+    def _publish(self, aggregate: Aggregate) -> None:
+        """Emit an aggregate, and say at info what its interval looked like (one line per
+        sensor per interval: the journal's heartbeat of the machine)."""
+        self.emit(aggregate)
+        if self.log:
+            level = condition({"anomaly": self.policy.level, "iso10816": self.iso.state()["level"]})
+            self.log.info("summary", **summary_fields(aggregate, level, bool(getattr(self.model, "ready", True))))
 
     @property
     def model_name(self) -> str:
         return f"{self.model.name}@{self.model.version}"
 
     def _show(self, vector: FeatureVector, score: Score) -> None:
-        """One line per second per sensor: what an operator watching the terminal wants."""
-        now = time.monotonic()
-        if not self.log or now - self._last_log < 1.0:
+        """One debug line per window (`logging.level: debug`); at info, `summary` lines."""
+        if not self.log:
             return
-        self._last_log = now
         v = vector.values
         shown = {
             k.replace(".", "_"): round(val, 3)
@@ -216,7 +223,7 @@ class SensorPipeline:
         }
         b = self.baseline()
         state = b["state"] if b["state"] != "learning" else f"learning {100 * b['progress']:.0f}%"
-        self.log.info("window", sensor=self.sensor, score=round(score.value, 3), baseline=state, **shown)
+        self.log.debug("window", sensor=self.sensor, score=round(score.value, 3), baseline=state, **shown)
 
     # -- learned state survives restarts ------------------------------------------------
     def state_path(self, storage_dir: str) -> str:

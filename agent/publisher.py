@@ -109,6 +109,7 @@ class Publisher:
         self._acked_mids: list[int] = []
         self._connected = False
         self._status_due = False
+        self._refresh_due = False
         # Held while publishing rows and while resetting on connect, never inside paho
         # callbacks that run under paho's message lock (on_publish), to avoid a lock cycle.
         self._send_lock = threading.Lock()
@@ -139,6 +140,12 @@ class Publisher:
         """Publish the status and the `retained` extras again now (e.g. after a reload)."""
         with self._cond:
             self._status_due = True
+            self._cond.notify_all()
+
+    def refresh_status(self) -> None:
+        """Publish the status now (an alert changed what it says), without the retained extras."""
+        with self._cond:
+            self._refresh_due = True
             self._cond.notify_all()
 
     def wake(self) -> None:
@@ -181,8 +188,13 @@ class Publisher:
 
     # -- status ----------------------------------------------------------------------
 
-    def _status_payload(self, state: str) -> bytes:
+    def _status_payload(self, state: str, will: bool = False) -> bytes:
         body = {"state": state, "version": self.version, "ts": iso_utc(time.time())}
+        if will:
+            # The broker sends the Will later, when it loses us; its ts can only be the time
+            # this connection was made. Say so, so nobody reads it as the time of the loss.
+            body.update(will=True, connected_at=body["ts"],
+                        reason="connection lost: the broker published this Last Will; ts is the connect time")
         if state == "online":
             try:
                 body.update(self.health())
@@ -197,7 +209,7 @@ class Publisher:
 
     def _on_pre_connect(self, client, userdata) -> None:
         # Re-armed before every attempt so the Will's ts is the time of this connection.
-        client.will_set(self.topic("status"), self._status_payload("offline"), qos=1, retain=True)
+        client.will_set(self.topic("status"), self._status_payload("offline", will=True), qos=1, retain=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -263,8 +275,8 @@ class Publisher:
             self.beat = time.monotonic()  # liveness: the service feeds the watchdog only while this moves
             with self._cond:
                 self._cond.wait(IDLE_POLL_S)
-                connected, status_due = self._connected, self._status_due
-                self._status_due = False
+                connected, status_due, refresh = self._connected, self._status_due, self._refresh_due
+                self._status_due = self._refresh_due = False
             try:
                 with self._send_lock:
                     self._commit_acks()
@@ -274,7 +286,7 @@ class Publisher:
                 if status_due and self.retained is not None:
                     for topic, payload in self.retained()[:RETAINED_MAX]:
                         self._client.publish(topic, payload, qos=1, retain=True)
-                if status_due or now >= next_status:
+                if status_due or refresh or now >= next_status:
                     self._publish_status("online")
                     next_status = now + self.status_interval_s
                 self._send_window()

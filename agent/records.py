@@ -39,7 +39,7 @@ def stable_id(*parts) -> str:
 
 
 def _envelope(record) -> dict:
-    """The fields every published record starts with (SPEC section 5)."""
+    """The fields every published record starts with (the MQTT contract: docs/mqtt.md)."""
     return {"id": record.id, "ts": iso_utc(record.ts), "device": record.device, "sensor": record.sensor}
 
 
@@ -94,7 +94,7 @@ LEVELS = ("clear", "warning", "alarm")
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One alert event (SPEC section 5). `id` is derived from what the event is, so a
+    """One alert event (the MQTT contract: docs/mqtt.md). `id` is derived from what the event is, so a
     re-send after a crash carries the same id and subscribers can de-duplicate."""
 
     ts: float
@@ -130,7 +130,7 @@ class Alert:
 @dataclass(frozen=True, slots=True)
 class Aggregate:
     """Per-feature mean/min/max (and last score) over one `aggregates.interval`.
-    `ts` is the end of the interval (SPEC section 5)."""
+    `ts` is the end of the interval (the MQTT contract: docs/mqtt.md)."""
 
     ts: float
     device: str

@@ -18,6 +18,7 @@ import time
 from collections import deque
 
 from agent import __version__
+from agent import status_file
 from agent.alert_state import AlertLevels
 from agent.config import Config, ConfigError, load_config
 from agent.control import ControlServer, serve, socket_path
@@ -65,6 +66,7 @@ class Service:
         self._discovery = None
         self._discovery_key = None
         self.last_reload: dict = {"ts": None, "result": "none"}
+        self._status_file_due = True
         self._status_text = ""
         self.control: ControlServer | None = None
         self._save_due: set[str] = set()  # sensors whose baseline just finished learning
@@ -124,6 +126,9 @@ class Service:
                 self.log.warning("could not persist the alert level", sensor=record.sensor, error=str(exc))
         if self.publisher is not None:
             self.publisher.wake()
+            if isinstance(record, Alert):  # the status's levels and last alert changed
+                self.publisher.refresh_status()
+                self._status_file_due = True
         dropped = sum(self.outbox.dropped.values())
         if dropped > self._dropped_logged and self._warn_drop.ready():
             self._dropped_logged = dropped
@@ -177,6 +182,9 @@ class Service:
         self.models.attach(sensor_cfg.name, pipeline)
         levels = self.levels.levels(sensor_cfg.name)
         pipeline.policy.restore(levels.get("anomaly", "clear"))
+        # Same for the ISO zone check: a zone C/D raised before a restart is cleared after it.
+        if pipeline.iso.cfg.enabled:
+            pipeline.iso.level = {"warning": 2, "alarm": 3}.get(levels.get("iso10816", "clear"), 0)
         if getattr(pipeline.model, "learns", True) and pipeline.load_state(self.storage_dir):
             self.log.info("learned baseline restored", sensor=sensor_cfg.name, model=pipeline.model_name)
         # One offline rule for the alert and the status topic: the sensor's `health:` section.
@@ -253,6 +261,7 @@ class Service:
     def run(self) -> int:
         self.start()
         last_save = time.monotonic()
+        last_status = time.monotonic()
         tick = min(1.0, self.notifier.watchdog_interval or 1.0)
         try:
             while True:
@@ -280,6 +289,10 @@ class Service:
                     while self._save_due:
                         (worker := self.workers.get(self._save_due.pop())) and self._save(worker)
                     self.publisher.announce()
+                    self._status_file_due = True
+                if self._status_file_due or time.monotonic() - last_status >= self.cfg.mqtt.status_interval_s:
+                    last_status, self._status_file_due = time.monotonic(), False
+                    self._write_status("online")
                 if time.monotonic() - last_save > SAVE_EVERY_S:
                     last_save = time.monotonic()
                     for worker in list(self.workers.values()):
@@ -305,10 +318,21 @@ class Service:
         if self.publisher is not None:
             self.publisher.stop()
         if self.outbox is not None:
+            self._write_status("offline")
             self.log.info("stopped", **self.outbox.depth())
             self.outbox.close()
         if self.control is not None:
             self.control.stop()
+
+    def _write_status(self, state: str) -> None:
+        """The status document on local disk too, for `pdm-agent status` without a broker."""
+        doc = {"state": state, "version": __version__, "ts": iso_utc(time.time())}
+        if state == "online":
+            doc.update(self.health())
+        try:
+            status_file.write(self.storage_dir, doc)
+        except OSError as exc:
+            self.log.warning("could not write the local status file", error=str(exc))
 
     def reload(self) -> None:
         """SIGHUP: validate first; rebuild only what changed; learned baselines survive."""
@@ -381,6 +405,7 @@ class Service:
                 "health": p.sensor_health.report(w.online),
                 **({"iso10816": p.iso.state()} if p.iso.last_zone else {}),
                 **self.models.status(name),
+                **self._alert_status(name, w),
             }
         depth = self.outbox.depth() if self.outbox else {}
         return {
@@ -391,6 +416,11 @@ class Service:
             "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {}},
             "config": {"path": self.config_path, "reload": self.last_reload},
         }
+
+    def _alert_status(self, name: str, worker: SensorWorker) -> dict:
+        p = worker.pipeline
+        return self.levels.status(name, {"anomaly": p.policy.level, "iso10816": p.iso.state()["level"],
+                                         "sensor_offline": "alarm" if worker.offline else "clear"})
 
     def summary(self) -> str:
         n = len(self.workers)

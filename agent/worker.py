@@ -8,8 +8,9 @@ loop, and the service feeds the systemd watchdog only while all heartbeats are f
 
 When the pipeline cannot keep up, the oldest frames are dropped (new data matters more than
 old for condition monitoring), counted, and reported in a rate-limited log line, so memory
-stays flat under a flood. A sensor that stops delivering raises an alert of its own kind
-(`sensor_offline`) and a `clear` when data comes back; the other sensors never notice.
+stays flat under a flood. A sensor that delivers nothing for `offline_after_s` (a lost port
+included) raises an alert of its own kind (`sensor_offline`, `threshold` = that many seconds)
+and a `clear` when data comes back; the other sensors never notice.
 """
 
 from __future__ import annotations
@@ -171,15 +172,19 @@ class SensorWorker:
     def _check_offline(self) -> None:
         if self.source is None:
             return
+        # One rule, the one the alert states: no data for `offline_after_s` (its `threshold`).
+        # A lost port counts from the last data it delivered, so a USB adapter that is
+        # re-plugged within that time raises nothing; the status shows the port state at once.
         silent = time.monotonic() - self._last_data
-        offline = (not self.source.online) or silent > self.offline_after_s
+        offline = silent > self.offline_after_s
         if offline == self.offline:
             return
         self.offline = offline
         level = "alarm" if offline else "clear"
         if offline:
             self.log.error("sensor offline", sensor=self.cfg.name, silent_s=round(silent, 1),
-                           port=str(self.cfg.port))
+                           threshold_s=self.offline_after_s, port=str(self.cfg.port),
+                           port_open=bool(self.source.online))
         else:
             self.log.info("sensor back online", sensor=self.cfg.name)
         self.pipeline.emit(Alert(

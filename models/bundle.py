@@ -1,6 +1,6 @@
 """Model bundles: a directory with the model, a manifest and a detached Ed25519 signature.
 
-Layout (SPEC section 7)::
+Layout (docs/models.md)::
 
     bundle/
       manifest.json     what the model is: name, version, creation data, feature spec, scaler,

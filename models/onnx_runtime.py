@@ -54,6 +54,9 @@ class OnnxDetector:
         From the bundle manifest.
     """
 
+    calibration = None  # the bundle's calibration (its manifest) is applied by BundleModel
+    novelty = False
+
     def __init__(self, model: bytes, features, mean, scale, name: str = "onnx", version: str = "0") -> None:
         self.model = model
         self.features = list(features)

@@ -42,7 +42,8 @@ def test_offline_alarm_before_restart_is_cleared_after_it(tmp_path):
     path = tmp_path / "config.yaml"
     base = CONFIG.replace("STATE", str(state))
     path.write_text(base.replace("SOURCE", f"protocol: lines, port: {tmp_path}/ttyNOPE"))
-    run_for(path, 10, until=lambda: (state / "outbox.sqlite").exists() and any(
+    # offline_after_s defaults to 10 s: the alarm comes once the port has been silent that long
+    run_for(path, 30, until=lambda: (state / "outbox.sqlite").exists() and any(
         a["kind"] == "sensor_offline" for a in alerts(state)))
     assert [(a["kind"], a["level"]) for a in alerts(state)] == [("sensor_offline", "alarm")]
 

@@ -28,6 +28,9 @@ class Log:
     def _add(self, level, event, **kw):
         self.lines.append((level, event, kw))
 
+    def debug(self, event, **kw):
+        self._add("debug", event, **kw)
+
     def info(self, event, **kw):
         self._add("info", event, **kw)
 

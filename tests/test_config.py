@@ -106,7 +106,21 @@ def test_warning_not_below_alarm_refused():
 
 def test_yaml_syntax_error_has_file_and_line():
     (err,) = errors_of("device:\n  id: gw1\nsensors: [\n  {name: a\n", "my.yaml")
-    assert err.startswith("my.yaml:5:1: YAML syntax error:")
+    assert err == "my.yaml:5:1: the '{' opened at line 4 is not closed with '}', or its items are not separated by ','"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("device:\n  id: gw1\nmqtt:\n  host: broker: 1\n",
+     "c.yaml:4:15: unexpected ':' here: a value that contains ': ' must be quoted"),
+    ("device:\n\tid: gw1\n", "c.yaml:2:1: a tab character: YAML indents with spaces only"),
+    ("device:\n  id: gw1\n mqtt: {}\n", "c.yaml:3:2: this line is not aligned with the keys or list items "
+                                          "of the block that starts at line 1"),
+    ("device:\n  id: 'gw1\nsensors: []\n", "c.yaml:4:1: the quote opened at line 2 is never closed"),
+    ("device: *base\n", "c.yaml:1:9: '*base' refers to an anchor '&base' that is not defined above it"),
+])
+def test_yaml_syntax_errors_in_plain_words(text, expected):
+    (err,) = errors_of(text, "c.yaml")
+    assert err.startswith(expected) and "mapping values" not in err and "<block" not in err
 
 
 def test_missing_file_is_a_config_error(tmp_path):
@@ -188,3 +202,25 @@ def test_default_config_path(tmp_path, monkeypatch):
     assert default_config_path() == "./config.yaml"
     (tmp_path / "etc.yaml").write_text(MINIMAL)
     assert default_config_path() == str(tmp_path / "etc.yaml")
+
+
+def test_config_check_warns_about_a_missing_serial_device_and_empty_aggregates(tmp_path, capsys):
+    """Valid, so exit 0, but said in words: a USB adapter may be plugged in later."""
+    from agent.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text("device: {id: gw1}\nsensors:\n  - name: pump1\n    port: /dev/ttyUSB-not-here\n"
+                      "aggregates:\n  interval: 2\n")
+    assert main(["config", "check", "--config", str(config)]) == 0
+    out = capsys.readouterr()
+    assert out.err.splitlines() == [
+        f"warning: sensors[0].port: /dev/ttyUSB-not-here does not exist (yet): the agent starts anyway and opens "
+        f"it when it appears (a USB adapter not plugged in? a typo?) ({config}:4)",
+        f"warning: aggregates.interval: 2 s is shorter than sensor pump1's window hop (4096 samples at 1000 Hz "
+        f"= 4.1 s): some aggregates will have count 0 ({config}:6)"]
+    assert "OK" in out.out
+    present = tmp_path / "ttyUSB0"
+    present.touch()
+    config.write_text(f"device: {{id: gw1}}\nsensors:\n  - name: pump1\n    port: {present}\n")
+    assert main(["config", "check", "--config", str(config)]) == 0
+    assert capsys.readouterr().err == ""

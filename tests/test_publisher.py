@@ -237,6 +237,8 @@ def test_last_will_says_offline_when_the_agent_dies(broker, tmp_path):
         got = sub.wait_for(lambda ms: status(ms, "offline"))
         will = status(got, "offline")[0]
         assert will["version"] == "9.9.9" and will["ts"].endswith("Z")
+        # The Will cannot know when the connection was lost: it says what its ts is.
+        assert will["will"] is True and will["connected_at"] == will["ts"] and "connect time" in will["reason"]
     finally:
         if proc.poll() is None:
             proc.kill()

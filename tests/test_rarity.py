@@ -118,3 +118,22 @@ def test_surprise_map_is_monotone_and_never_saturates() -> None:
     out = np.array([m(v) for v in s])
     assert np.all(np.diff(out) > 0) and out[-1] < 1.0
     assert m(2.5) == pytest.approx(WARN) and m(5.0) == pytest.approx(ALARM)
+
+
+def test_config_check_says_when_learn_seconds_is_shorter_than_the_warmup(tmp_path) -> None:
+    """No hidden minimum: a rarity sensor learning for fewer records than `warmup` is told so."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("device: {id: gw1}\nsensors:\n  - name: t1\n    protocol: sim\n"
+                   "    detector: {type: rarity, learn_seconds: 60, params: {warmup: 50}}\n")
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    assert "reports nothing before its history holds warmup=50 records" in text and "after 205 s" in text
+    cfg.write_text(cfg.read_text().replace("learn_seconds: 60", "learn_seconds: 300"))
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", "--config", str(cfg)],
+                         capture_output=True, text=True, timeout=60)
+    assert "warmup" not in out.stdout + out.stderr

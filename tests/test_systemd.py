@@ -20,7 +20,7 @@ import pytest
 from agentproc import ROOT, sim_sensor, wait_until, write_config
 
 from agent import __version__, logs
-from agent.config import load_config
+from agent.config import ConfigError, load_config
 from agent.systemd import Notifier
 
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)  # the interpreter .venv was made from
@@ -166,11 +166,12 @@ def test_install_and_uninstall_into_a_staging_root(tmp_path):
     secret = root / "etc/pdm-agent/mqtt-password"
     assert secret.read_text() == "" and stat.S_IMODE(secret.stat().st_mode) == 0o600
 
-    # The installed config is the shipped one with the service's state directory, and valid.
+    # The installed config is the production template (no demo sensor), which refuses to run
+    # until a sensor is added: see tests/test_packaging.py for what it holds.
     config = root / "etc/pdm-agent/config.yaml"
-    cfg = load_config(config)
-    assert cfg.storage.dir == Path("/var/lib/pdm-agent")
-    assert cfg.sensors == load_config(ROOT / "config.yaml").sensors
+    assert config.read_text() == (ROOT / "systemd/production-config.yaml").read_text()
+    with pytest.raises(ConfigError, match="no sensor configured"):
+        load_config(config)
 
     # Re-installing (an upgrade) never overwrites an edited config.
     edited = config.read_text() + "# edited by the operator\n"
@@ -218,5 +219,7 @@ def test_home_assistant_discovery_when_enabled(broker, tmp_path):
     assert msgs[0].topic == "homeassistant/device/pdm-agent-e2e-gw/config" and msgs[0].retain
     body = json.loads(msgs[0].payload)
     assert {"e2e-gw_pump1_alert", "e2e-gw_pump1_score", "e2e-gw_pump1_online"} <= set(body["cmps"])
-    assert body["cmps"]["e2e-gw_pump1_alert"]["state_topic"] == "pdm/e2e-gw/pump1/alert"
+    alert = body["cmps"]["e2e-gw_pump1_alert"]  # the condition across kinds, from the status
+    assert alert["state_topic"] == "pdm/e2e-gw/status" and ".condition" in alert["value_template"]
+    assert alert["json_attributes_topic"] == "pdm/e2e-gw/pump1/alert"
     assert body["availability"][0]["topic"] == "pdm/e2e-gw/status"

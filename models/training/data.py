@@ -1,6 +1,6 @@
 """Training data: recorded inputs -> feature rows, through the agent's own feature pipeline.
 
-Inputs (the replay formats of SPEC section 6, read with the replay's own readers in
+Inputs (the replay formats of docs/replay.md, read with the replay's own readers in
 agent/replay_io.py, plus two for convenience):
 
 - a CSV file: header row, delimiter ``,`` ``;`` or tab, the first column whose name contains

@@ -104,6 +104,11 @@ def test_service_lifecycle_notify_reload_edit_health(broker, tmp_path):
         assert edit.returncode == 2, out
         assert "did you mean 'interval'" in out.decode() and "left unchanged" in out.decode()
         assert config.read_text() == valid_text
+        # The error cites the kept .rejected copy, at the line where that copy has the typo.
+        rejected = tmp_path / "config.yaml.rejected"
+        line = next(i for i, t in enumerate(rejected.read_text().splitlines(), 1) if "intervall" in t)
+        assert f"aggregates.intervall: unknown key 'intervall'; did you mean 'interval'? ({rejected}:{line})" \
+            in out.decode(), out
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".config-edit-")]
 
         # An invalid file reloaded by SIGHUP: refused with key path and line, old config runs on.

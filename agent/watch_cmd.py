@@ -1,0 +1,86 @@
+"""`pdm-agent watch [--config FILE] [--json] [--aggregates]`: alerts as they arrive, one line each.
+
+Subscribes to `P/D/+/alert` (and `P/D/+/aggregate` with `--aggregates`) on the broker in the
+config, with its TLS and credentials, and prints every message until interrupted (Ctrl-C: exit
+0). `--json` prints each payload as it arrived (one JSON document per line, for scripts);
+otherwise a line says what was measured against what (alert_text.py). A lost broker connection
+is reported on stderr and retried; messages published meanwhile reach `watch` only if the
+broker kept them (alerts are QoS 1, but this subscriber's session is not persistent).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+
+from agent.alert_text import describe_aggregate, describe_alert
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--json", action="store_true", help="print each message's JSON payload, one per line")
+    p.add_argument("--aggregates", action="store_true", help="also print aggregates")
+    p.add_argument("--sensor", metavar="NAME", help="only this sensor (default: all)")
+    p.add_argument("--count", type=int, metavar="N", help="exit 0 after N messages (default: run until interrupted)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the broker at start before exit 1 (default 10)")
+
+
+def main(args) -> int:
+    from agent.cli_config import _config_path, _load_or_report
+    from agent.mqtt_client import BrokerError, Subscription
+
+    path = _config_path(args)
+    cfg = _load_or_report(path)
+    if cfg is None:
+        return EXIT_USAGE
+    if args.count is not None and args.count < 1:
+        print(f"--count: must be at least 1; got {args.count}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.timeout > 0:
+        print(f"--timeout: must be a number of seconds > 0; got {args.timeout:g}", file=sys.stderr)
+        return EXIT_USAGE
+    base = "/".join([cfg.mqtt.topic_prefix, cfg.device.id, args.sensor or "+"])
+    topics = [f"{base}/alert"] + ([f"{base}/aggregate"] if args.aggregates else [])
+    inbox: queue.Queue = queue.Queue()
+    sub = Subscription(cfg.mqtt, topics, lambda t, p, r: inbox.put((t, p)), role="watch", config_path=path)
+    try:
+        sub.start()
+        sub.wait_subscribed(args.timeout)
+    except BrokerError as exc:
+        sub.close()
+        print(f"pdm-agent watch: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"watching {', '.join(topics)} on {sub.where} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    seen = 0
+    reported_loss = False
+    try:
+        while args.count is None or seen < args.count:
+            try:
+                topic, payload = inbox.get(timeout=1.0)
+            except queue.Empty:
+                if sub.lost.is_set() and not reported_loss:
+                    reported_loss = True
+                    print(f"pdm-agent watch: connection to {sub.where} lost; reconnecting", file=sys.stderr, flush=True)
+                elif reported_loss and not sub.lost.is_set():
+                    reported_loss = False
+                    print(f"pdm-agent watch: connected to {sub.where} again", file=sys.stderr, flush=True)
+                continue
+            seen += 1
+            if args.json:
+                print(payload.decode("utf-8", "replace"), flush=True)
+                continue
+            try:
+                body = json.loads(payload)
+            except ValueError:
+                print(f"{topic}: (not JSON) {payload[:200]!r}", flush=True)
+                continue
+            text = describe_aggregate(body) if topic.endswith("/aggregate") else describe_alert(body)
+            print(text, flush=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how watch is meant to end
+    finally:
+        sub.close()
+    return EXIT_OK
