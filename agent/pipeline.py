@@ -75,10 +75,12 @@ class SensorPipeline:
         self._last_log = 0.0
 
     # -- waveform front end -------------------------------------------------------------
-    def process(self, frame: Frame | FeatureVector) -> None:
+    def process(self, frame: Frame | FeatureVector) -> list[Score]:
+        """Window, featurize and score a frame; returns the Score of every window it completed
+        (replay of raw waveform CSVs records them; the daemon ignores them)."""
         if isinstance(frame, FeatureVector):  # a transmitter's values (modbus): features already
-            self.handle(frame)
-            return
+            return [self.handle(frame)]
+        scores = []
         k = len(frame.samples)
         self.stats.frames += 1
         self.stats.samples += k
@@ -88,7 +90,8 @@ class SensorPipeline:
             end = self.size + self.stats.windows * self.hop
             ts = frame.t_end - (self.stats.samples - end) / self.rate
             self.stats.windows += 1
-            self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec)))
+            scores.append(self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec))))
+        return scores
 
     # -- everything after the features --------------------------------------------------
     def handle(self, vector: FeatureVector) -> Score:
