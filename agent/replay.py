@@ -40,8 +40,13 @@ UNIVARIATE_DEFAULTS = {  # CSV with one channel: a temperature, an RMS trend; le
     "detector": {"type": "trend", "learn_seconds": 86400, "adapt_half_life_s": 7 * 86400.0},
     "alerts": {"warning": 0.5, "alarm": 0.9, "debounce_n": 3, "debounce_m": 5, "hysteresis": 0.1},
 }
-BURST_DEFAULTS = {  # burst directories: waveform features, the daemon's default detector
-    "detector": {"type": "auto", "learn_seconds": 3600, "adapt_half_life_s": 86400.0},
+BURST_DEFAULTS = {  # burst directories (run-to-failure tests): chosen by bench/bursts.py, docs/detectors.md
+    # Median of 3 bursts: one glitched burst moves neither the baseline nor the score. Two days of
+    # learning cover daily load and temperature cycles. Frozen afterwards: a defect growing over days
+    # would be absorbed by any adaptation that learns from scores below the warning level.
+    "detector": {"type": "pca", "learn_seconds": 172800, "adapt_half_life_s": None,
+                 "params": {"smooth": 3, "median": True, "log_features": True, "rate_of_change": "",
+                            "variance": 0.99}},
     "alerts": {"warning": 0.5, "alarm": 0.9, "debounce_n": 3, "debounce_m": 5, "hysteresis": 0.1},
 }
 
