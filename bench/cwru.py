@@ -7,8 +7,9 @@ Data preparation is bench/detectors.py's `cwru_data` (shared code): drive-end an
 Normal_0 (48 kHz) decimated by 4 to 12 kHz like the fault files, 1024-sample windows, hop 256,
 agent/features.extract_batch. The first 70 % of Normal_0 is the baseline, the last 30 % the healthy
 hold-out. Each detector learns the baseline in a StreamingModel (then frozen) and scores every
-file from a copy of that state (so smoothing detectors start each file from the baseline's last
-windows, never from another file's). Per row: the ROC AUC of "fault file windows score above held-out
+file from a copy of that state; a detector that smooths over k windows (`pca` with `smooth`) is
+scored from each file's k-th window on (the first k - 1 fill its context, so no fault window is
+averaged with the baseline's or another file's). Per row: the ROC AUC of "fault file windows score above held-out
 normal windows" and the fraction of the fault file's windows at or above the warning level (0.5).
 
 Detectors: the daemon's default (registry "auto") and the detector `pdm-agent replay` uses for
@@ -46,7 +47,10 @@ def table(candidate: str, data: dict) -> None:
 
     def scores(rows):
         m = StreamingModel.from_state(state)
-        return np.array([m.update(x, 1e12)[0] for x in to_dicts(rows, names)])
+        # A detector smoothing over k windows scores a recording from its k-th window on: the
+        # first k - 1 only fill its context (the baseline's last windows must not dilute a fault).
+        skip = getattr(m.detector, "smooth", 1) - 1
+        return np.array([m.update(x, 1e12)[0] for x in to_dicts(rows, names)])[skip:]
 
     healthy = scores(data["healthy"])
     print(f"\n{candidate}: healthy hold-out {len(healthy)} windows, {100 * np.mean(healthy >= 0.5):.1f} % >= 0.5\n")
