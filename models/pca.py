@@ -26,6 +26,11 @@ documented in docs/BENCHMARKS.md:
   a gateway can learn first, so their level drifts out of the envelope on a healthy machine; a
   sudden heating or cooling still shows. Slow overheating is the univariate `trend` detector's job.
 
+For waveform bursts (one feature vector per capture, e.g. every 10 minutes) two options make the
+same detector follow slow degradation: `median` smoothing (a single glitched capture moves neither
+the baseline nor the score) and `log_features` (energies and peaks, which a fault multiplies, on a
+log scale). Replay's burst defaults use both (docs/detectors.md).
+
 Examples
 --------
 >>> rng = np.random.default_rng(0)
