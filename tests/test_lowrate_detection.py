@@ -66,3 +66,27 @@ def test_spike_level_shift_and_variance_change_alert(seed):
     noisy[AT:, 0] += np.random.default_rng(9).normal(0, 1.0, N - AT)  # current noise x20: cavitation
     a = alerts(noisy)
     assert a[AT + 30:].mean() > 0.9
+
+
+def test_pca_median_smoothing_ignores_one_outlying_row_and_survives_a_restart():
+    from models.pca import PcaDetector
+
+    rng = np.random.default_rng(4)
+    det = PcaDetector(smooth=3, median=True, log_features=True, rate_of_change="")
+
+    def row():
+        r = float(np.exp(rng.normal(0, 0.05)))
+        return {"ch1.rms_g": 0.07 * r, "ch1.kurtosis": 3.0 * np.exp(rng.normal(0, 0.03)),
+                "ch1.band_1000_10000_g2": 0.002 * r * r}
+
+    for _ in range(300):
+        x = row()
+        det.learn(x)
+        det.observe(x)
+    glitch = dict(row(), **{"ch1.kurtosis": 400.0})  # one capture with a single-sample spike
+    assert det.score(glitch) < 10  # the median of 3 rows does not see it (healthy rows: ~1-3)
+    restored = PcaDetector.from_state(det.state())
+    assert restored.score(glitch) == det.score(glitch)
+    det.observe(glitch)
+    fault = dict(row(), **{"ch1.kurtosis": 400.0})  # two in a row: now the median does
+    assert det.score(fault) > 100
