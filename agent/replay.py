@@ -7,8 +7,8 @@ INPUT is a CSV of low-rate records (each row is a feature vector already and ent
 `SensorPipeline.handle` directly), a CSV of raw waveform samples (--rate, a --config sensor with
 `sample_rate`, or a time column stepping by <= 5 ms: windowed and featurized by the daemon's own
 `SensorPipeline.process`, one record per window), or a directory of burst captures (each burst
-becomes one feature vector through agent/features.extract_batch, then `handle`). Everything after the features (detector,
-calibration, alert policy) is the daemon's own code. Output: one row per record,
+becomes one feature vector through agent/features.extract_batch, then `handle`). Everything after
+the features (detector, calibration, alert policy) is the daemon's own code. Output: one row per record,
 `timestamp,score,alert,level,ready,reason`.
 
 Without --config the recommended defaults for the kind of input apply (`default_sensor`, documented
