@@ -43,7 +43,21 @@ def _sensor_spec(args):
     if name not in sensors:
         raise SystemExit(_err(f"--sensor {name!r} is not in {args.config} (sensors: {', '.join(sensors)})", EXIT_USAGE))
     s = sensors[name]
-    return FeatureSpec.of_sensor(s), s.window.size, s.window.hop or s.window.size
+    return FeatureSpec.of_sensor(s), s.window.size, s.window.hop or s.window.size, s
+
+
+def _csv_rate(path: str, rate, sensor, columns) -> float | None:
+    """Raw waveform samples or records? The rule `pdm-agent replay` applies to the same CSV
+    (agent/replay_io.waveform_rate), so training and replay read one file the same way."""
+    from agent.replay_io import InputError, read_csv, waveform_rate
+
+    try:
+        found, why = waveform_rate(read_csv(path, columns), rate, sensor)
+    except InputError as exc:
+        raise SystemExit(_err(str(exc), EXIT_USAGE)) from None
+    if why:
+        print(f"note: {why}", file=sys.stderr)
+    return found
 
 
 def cmd_train(args) -> int:
@@ -54,12 +68,17 @@ def cmd_train(args) -> int:
     from models.training import data as training_data
     from models.training.train import report_table, train, write_bundle
 
-    spec, window, hop = None, args.window or 4096, args.hop
+    spec, window, hop, sensor = None, args.window or 4096, args.hop, None
     if args.config:
-        spec, w, h = _sensor_spec(args)
+        spec, w, h, sensor = _sensor_spec(args)
         window, hop = args.window or w, args.hop or (h if not args.window else None)
     columns = args.columns.split(",") if args.columns else None
-    opts = dict(spec=spec, rate=args.rate, columns=columns, window=window, hop=hop, decimate=args.decimate)
+    rate = args.rate
+    if os.path.isfile(args.input) and not args.input.endswith(".mat"):
+        rate = _csv_rate(args.input, args.rate, sensor, columns)
+        if rate is None:
+            spec = None  # a CSV of records: its columns are the features
+    opts = dict(spec=spec, rate=rate, columns=columns, window=window, hop=hop, decimate=args.decimate)
     try:
         dataset = training_data.load(args.input, **opts)
         faulty = None

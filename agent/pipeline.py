@@ -93,10 +93,12 @@ class SensorPipeline:
         self.learning_log = LearningLog(log, self.sensor, sensor_cfg.detector.learn_seconds)
 
     # -- waveform front end -------------------------------------------------------------
-    def process(self, frame: Frame | FeatureVector) -> None:
+    def process(self, frame: Frame | FeatureVector) -> list[Score]:
+        """Window, featurize and score a frame; returns the Score of every window it completed
+        (replay of raw waveform CSVs records them; the daemon ignores them)."""
         if isinstance(frame, FeatureVector):  # a transmitter's values (modbus): features already
-            self.handle(frame)
-            return
+            return [self.handle(frame)]
+        scores = []
         k = len(frame.samples)
         self.stats.frames += 1
         self.stats.samples += k
@@ -112,8 +114,9 @@ class SensorPipeline:
             ts = frame.t_end - (self.stats.samples - end) / self.rate
             self.stats.windows += 1
             tainted = self._taint[0] < end < self._taint[1]
-            self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec)),
-                        exclude="implausible" if tainted else None)
+            scores.append(self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec)),
+                                      exclude="implausible" if tainted else None))
+        return scores
 
     # -- everything after the features --------------------------------------------------
     def handle(self, vector: FeatureVector, exclude: str | None = None) -> Score:

@@ -4,9 +4,11 @@
                      [--rate HZ] [--plot FILE.png]
 
 INPUT is a CSV of low-rate records (each row is a feature vector already and enters
-`SensorPipeline.handle` directly) or a directory of burst captures (each burst becomes one feature
-vector through agent/features.extract_batch, then `handle`). Everything after the features (detector,
-calibration, alert policy) is the daemon's own code. Output: one row per record,
+`SensorPipeline.handle` directly), a CSV of raw waveform samples (--rate, a --config sensor with
+`sample_rate`, or a time column stepping by <= 5 ms: windowed and featurized by the daemon's own
+`SensorPipeline.process`, one record per window), or a directory of burst captures (each burst
+becomes one feature vector through agent/features.extract_batch, then `handle`). Everything after
+the features (detector, calibration, alert policy) is the daemon's own code. Output: one row per record,
 `timestamp,score,alert,level,ready,reason`.
 
 Without --config the recommended defaults for the kind of input apply (`default_sensor`, documented
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.replay_io import InputError, Table, list_bursts, read_burst, read_csv
+from agent.replay_io import InputError, Table, list_bursts, read_burst, read_csv, waveform_rate
 
 EXIT_OK, EXIT_USAGE = 0, 2
 SENSOR = "replay"
@@ -38,8 +40,13 @@ UNIVARIATE_DEFAULTS = {  # CSV with one channel: a temperature, a pressure, a co
     "detector": {"type": "rarity", "learn_seconds": 86400, "adapt_half_life_s": 7 * 86400.0},
     "alerts": {"warning": 0.5, "alarm": 0.9, "debounce_n": 1, "debounce_m": 1, "hysteresis": 0.1},
 }
-BURST_DEFAULTS = {  # burst directories: waveform features, the daemon's default detector
-    "detector": {"type": "auto", "learn_seconds": 3600, "adapt_half_life_s": 86400.0},
+BURST_DEFAULTS = {  # burst directories (run-to-failure tests): chosen by bench/bursts.py, docs/detectors.md
+    # Median of 3 bursts: one glitched burst moves neither the baseline nor the score. Two days of
+    # learning cover daily load and temperature cycles. Frozen afterwards: a defect growing over days
+    # would be absorbed by any adaptation that learns from scores below the warning level.
+    "detector": {"type": "pca", "learn_seconds": 172800, "adapt_half_life_s": None,
+                 "params": {"smooth": 3, "median": True, "log_features": True, "rate_of_change": "",
+                            "variance": 0.99}},
     "alerts": {"warning": 0.5, "alarm": 0.9, "debounce_n": 3, "debounce_m": 5, "hysteresis": 0.1},
 }
 
@@ -63,17 +70,25 @@ class Result:
     alerts: int
     seconds: float
     extra: list  # per record: (policy level, ready 0/1, top reason feature)
+    note: str = ""  # said on stderr and in the summary (e.g. the baseline never finished learning)
 
 
 def default_sensor(kind: str, channels: list[str], rate: float | None = None, base=None):
     """The SensorConfig replay uses: `base` (from --config) or the recommended defaults for `kind`
-    ("rows" or "bursts"); burst channels and rate replace the base's."""
+    ("rows", "waveform" or "bursts"); waveform and burst channels and rate replace the base's."""
     from pydantic import ValidationError
 
     from agent.config import SensorConfig
 
     try:
         if base is not None:
+            if kind == "waveform":
+                data = base.model_dump()
+                keep = all(hi <= rate / 2 for _, hi in base.bands)
+                temps = [c for c in base.temperature_channels if c in channels]
+                data.update(name=SENSOR, protocol="sim", port=None, channels=channels, sample_rate=rate,
+                            bands=data["bands"] if keep else None, temperature_channels=temps or None)
+                return SensorConfig.model_validate(data)
             if kind == "bursts":
                 data = base.model_dump()
                 # The config's bands stay only if they fit this rate; otherwise the defaults, clipped.
@@ -85,6 +100,8 @@ def default_sensor(kind: str, channels: list[str], rate: float | None = None, ba
             return base
         if kind == "bursts":
             return SensorConfig(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels, **BURST_DEFAULTS)
+        if kind == "waveform":  # the daemon's own defaults: windows, features, detector, alerts
+            return SensorConfig(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels)
         defaults = UNIVARIATE_DEFAULTS if len(channels) == 1 else LOW_RATE_DEFAULTS
         return SensorConfig(name=SENSOR, protocol="sim", **defaults)
     except ValidationError as exc:
@@ -217,10 +234,70 @@ def replay_bursts(directory: str, rate: float, sensor_cfg_for, columns: list[str
     return _result(ts, stamps, channels, shown, score, alert, extra, sensor_cfg, alerts, t0)
 
 
+def replay_waveform(table: Table, rate: float, sensor_cfg, train_rows: int = 0) -> Result:
+    """Replay a CSV of raw samples as the daemon runs a serial sensor: agent/windowing.Windower cuts
+    `sensor_cfg.window` windows (agent/features.extract), one output record per window, dated and
+    stamped at its last sample. Frames are fed one hop at a time so --train-rows N ends learning
+    exactly after window N."""
+    from agent.pipeline import SensorPipeline
+    from agent.records import Frame
+
+    alerts = []
+    pipeline = SensorPipeline(device="replay", sensor_cfg=sensor_cfg, aggregate_interval=1e12, emit=alerts.append)
+    size, hop, n = pipeline.size, pipeline.hop, len(table.values)
+    if n < size:
+        raise ReplayError(f"{table.path}: {n} samples at {rate:g} Hz, fewer than one window "
+                          f"({size} samples, window.size)")
+    ts = table.ts if table.time_column is not None else np.arange(n) / rate
+    ends = np.arange(size, n + 1, hop)  # sample count at the end of each window
+    if train_rows > len(ends):
+        raise ReplayError(f"--train-rows {train_rows}: {table.path} has only {len(ends)} windows "
+                          f"of {size} samples (hop {hop})")
+    win_ts = ts[ends - 1]
+    _prepare(pipeline, win_ts, train_rows)
+    temps = np.isin(table.columns, sensor_cfg.temperature_channels)
+    shown = np.empty((len(ends), len(table.columns)))
+    score, alert, extra = np.zeros(len(ends)), np.zeros(len(ends), dtype=np.int8), []
+    progress = _Progress(len(ends), "replay")
+    model, policy, channels = pipeline.model, pipeline.policy, tuple(table.columns)
+    t0 = time.perf_counter()
+    start = 0
+    for j, end in enumerate(ends.tolist()):
+        (s,) = pipeline.process(Frame(SENSOR, float(ts[end - 1]), channels, table.values[start:end]))
+        start = end
+        if train_rows and j == train_rows - 1:
+            model.finish_learning(float(win_ts[j]))
+        window = table.values[end - size:end]
+        shown[j] = np.where(temps, window.mean(axis=0), window.std(axis=0))
+        score[j], alert[j] = s.value, policy.active
+        extra.append((policy.level, int(s.ready), s.reason[0][0] if s.reason else ""))
+        if j % 64 == 0:
+            progress(j)
+    progress.close()
+    numeric = table.time_column is None or _is_number(table.stamps[0])
+    stamps = [f"{t:.6f}" for t in win_ts] if numeric else [table.stamps[e - 1] for e in ends]
+    return _result(win_ts, stamps, table.columns, shown, score, alert, extra, sensor_cfg, alerts, t0)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _result(ts, stamps, channels, values, score, alert, extra, sensor_cfg, alerts, t0) -> Result:
     raised = sum(1 for a in alerts if getattr(a, "level", None) in ("warning", "alarm"))
+    note = ""
+    if not any(e[1] for e in extra):  # "0 alerts" would read as "healthy": say why nothing was scored
+        span, learn = float(ts[-1] - ts[0]), sensor_cfg.detector.learn_seconds
+        note = (f"the baseline was still learning at the last record: the input spans {span:g} s, "
+                f"detector.learn_seconds is {learn:g} s; nothing was scored. Use --train-rows N (the first "
+                "N records are the baseline) or a --config with a shorter detector.learn_seconds"
+                if span < learn else f"all {len(extra)} records were the baseline; nothing was scored")
     return Result(ts, stamps, channels, values, score, alert, sensor_cfg.alerts.warning, sensor_cfg.alerts.alarm,
-                  raised, time.perf_counter() - t0, extra)
+                  raised, time.perf_counter() - t0, extra, note)
 
 
 def write_csv(path: str, res: Result) -> None:
@@ -263,6 +340,12 @@ def replay(input_path: str, *, config: str | None = None, columns: list[str] | N
     if not os.path.exists(input_path):
         raise InputError(f"{input_path}: no such file or directory")
     table = read_csv(input_path, columns)
+    wave_rate, why = waveform_rate(table, rate, base)
+    if wave_rate is not None:
+        res = replay_waveform(table, wave_rate, default_sensor("waveform", table.columns, wave_rate, base),
+                              train_rows)
+        res.note = "; ".join(filter(None, [why, res.note]))
+        return res
     if train_rows > len(table.ts):
         raise ReplayError(f"--train-rows {train_rows}: {input_path} has only {len(table.ts)} records")
     return replay_table(table, default_sensor("rows", table.columns, base=base), train_rows)
@@ -277,7 +360,8 @@ def add_arguments(p) -> None:
                    "column but the timestamp and labels); bursts: names of the file's columns")
     p.add_argument("--train-rows", type=int, default=0, metavar="N",
                    help="the first N records are the healthy baseline; 0 = learn online as the daemon does")
-    p.add_argument("--rate", type=float, metavar="HZ", help="bursts: samples per second")
+    p.add_argument("--rate", type=float, metavar="HZ", help="samples per second: of bursts, or of a CSV of raw "
+                   "waveform samples (a CSV whose time column steps by <= 5 ms is one without --rate)")
     p.add_argument("--plot", metavar="FILE.png", help="draw channels, score, thresholds and alerts (matplotlib)")
 
 
@@ -304,6 +388,11 @@ def main(args) -> int:
         print(f"pdm-agent replay: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     n = len(res.ts)
+    if res.note:
+        print(f"pdm-agent replay: note: {res.note}", file=sys.stderr)
+    scored = sum(e[1] for e in res.extra)
+    outcome = (f"{scored} scored, {res.alerts} alert(s), {int(res.alert.sum())} records in alert" if scored
+               else "none scored (see the note above)")
     print(f"replay: {n} records in {res.seconds:.2f} s ({n / max(res.seconds, 1e-9):,.0f} records/s), "
-          f"{res.alerts} alert(s), {int(res.alert.sum())} records in alert -> {args.out}", file=sys.stderr)
+          f"{outcome} -> {args.out}", file=sys.stderr)
     return EXIT_OK

@@ -23,6 +23,9 @@ import numpy as np
 # Columns that label data rather than measure it (benchmark files carry them): never channels
 # unless --columns names them.
 LABEL_COLUMNS = {"anomaly", "changepoint", "label", "labels", "is_anomaly", "target", "fault"}
+# A CSV whose time column steps by at most this is raw waveform samples, not records: process
+# transmitters report at most a few times a second, vibration is sampled at hundreds of Hz or more.
+WAVEFORM_MAX_STEP_S = 0.005
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d.%m.%Y %H:%M:%S",
                  "%Y-%m-%d %H:%M", "%Y-%m-%d")
 _ISO_NAME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T _](\d{2})[:\-_]?(\d{2})[:\-_]?(\d{2})(\.\d+)?")
@@ -42,6 +45,7 @@ class Table:
     stamps: list[str]
     columns: list[str]
     values: np.ndarray
+    time_column: str | None = None  # None: no time column, records 1 s apart
 
 
 def guess_delimiter(header: str) -> str:
@@ -144,7 +148,46 @@ def read_csv(path: str, columns: list[str] | None = None) -> Table:
                 ts[k] = parse_time(r[time_col])
             except ValueError as exc:
                 raise InputError(f"{path}:{line}: column {header[time_col]!r}: {exc}") from None
-    return Table(path, ts, stamps, [header[i] for i in chosen], values)
+    return Table(path, ts, stamps, [header[i] for i in chosen], values,
+                 None if time_col is None else header[time_col])
+
+
+def time_column_rate(table: Table) -> float | None:
+    """Samples per second a CSV's time column implies when its rows are raw waveform samples: the
+    median time step is at most `WAVEFORM_MAX_STEP_S` (200 Hz or faster). None otherwise, or without
+    a time column. The rate is rounded to 6 significant digits (timestamps are written rounded).
+
+    >>> t = Table("x.csv", np.arange(8) / 3200.0, [], ["ax"], np.zeros((8, 1)), "time")
+    >>> time_column_rate(t), time_column_rate(Table("y.csv", np.arange(8.0), [], ["ax"], np.zeros((8, 1)), "time"))
+    (3200.0, None)
+    """
+    if table.time_column is None or len(table.ts) < 2:
+        return None
+    step = float(np.median(np.diff(table.ts)))
+    if not 0 < step <= WAVEFORM_MAX_STEP_S:
+        return None
+    return float(f"{1.0 / step:.6g}")
+
+
+def waveform_rate(table: Table, rate: float | None, base=None) -> tuple[float | None, str]:
+    """Is this CSV raw waveform samples, and at what rate? (rate or None for records, a remark).
+
+    In this order: `--rate HZ`; a --config sensor that sets `sample_rate` (a waveform protocol,
+    not modbus); a time column stepping by at most 5 ms (`time_column_rate`).
+    A stated rate that disagrees with the time column by more than 1 % is used, with a remark."""
+    seen = time_column_rate(table)
+    stated = rate or (base.sample_rate if base is not None and base.protocol != "modbus"
+                      and "sample_rate" in base.model_fields_set else None)
+    if stated is None:
+        return seen, ""
+    if seen is None and table.time_column is not None and len(table.ts) > 1:
+        step = float(np.median(np.diff(table.ts)))
+        return stated, (f"{table.path}: the time column steps by {step:g} s, like records, but the "
+                        f"stated rate {stated:g} Hz makes its rows raw samples")
+    if seen is not None and abs(seen - stated) > 0.01 * stated:
+        return stated, (f"{table.path}: the time column steps at {seen:g} Hz; using the stated "
+                        f"{stated:g} Hz")
+    return stated, ""
 
 
 def capture_time(name: str) -> float | None:

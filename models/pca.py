@@ -26,6 +26,11 @@ documented in docs/BENCHMARKS.md:
   a gateway can learn first, so their level drifts out of the envelope on a healthy machine; a
   sudden heating or cooling still shows. Slow overheating is the univariate `trend` detector's job.
 
+For waveform bursts (one feature vector per capture, e.g. every 10 minutes) two options make the
+same detector follow slow degradation: `median` smoothing (a single glitched capture moves neither
+the baseline nor the score) and `log_features` (energies and peaks, which a fault multiplies, on a
+log scale). Replay's burst defaults use both (docs/detectors.md).
+
 Examples
 --------
 >>> rng = np.random.default_rng(0)
@@ -46,7 +51,7 @@ from collections import deque
 
 import numpy as np
 
-from models.gaussian import ew_weight, z_contributions, to_array, variance_floor
+from models.gaussian import ew_weight, is_log_feature, to_array, variance_floor, z_contributions
 
 _Z_CLIP = 1e6  # keeps scores finite for absurd inputs
 
@@ -65,6 +70,12 @@ class PcaDetector:
         level; "" models every channel by its level.
     half_life
         In learned rows; None = equal weights. Set by the streaming model from `adapt_half_life_s`.
+    median
+        Smooth with the median of the window instead of the mean: one outlying row (a burst with a
+        sensor glitch) then moves nothing, neither the baseline nor the score.
+    log_features
+        Model energies, RMS, peaks, kurtosis and crest factors by their logarithm (models/gaussian.py
+        `is_log_feature`): waveform features, which a fault multiplies.
     """
 
     name = "pca"
@@ -79,6 +90,8 @@ class PcaDetector:
         rate_of_change: str = "temp|thermo",
         horizon: int = 10,
         half_life: float | None = None,
+        median: bool = False,
+        log_features: bool = False,
     ) -> None:
         if not 0.0 < variance <= 1.0:
             raise ValueError(f"variance must be in (0, 1], got {variance}")
@@ -89,8 +102,11 @@ class PcaDetector:
         self.rate_of_change = rate_of_change
         self.horizon = int(horizon)
         self.half_life = half_life
+        self.median = bool(median)
+        self.log_features = bool(log_features)
         self._keys: list[str] = []
         self._roc = np.zeros(0, dtype=bool)
+        self._log = np.zeros(0, dtype=bool)
         self._n = 0
         self._mean = np.zeros(0)
         self._cov = np.zeros((0, 0))
@@ -103,20 +119,21 @@ class PcaDetector:
         self._keys = list(x)
         pattern = re.compile(self.rate_of_change, re.IGNORECASE) if self.rate_of_change else None
         self._roc = np.array([bool(pattern and pattern.search(k)) for k in self._keys], dtype=bool)
+        self._log = np.array([self.log_features and is_log_feature(k) for k in self._keys], dtype=bool)
         d = len(self._keys)
         self._mean = np.zeros(d)
         self._cov = np.zeros((d, d))
 
     def _raw(self, x: dict[str, float]) -> np.ndarray:
         fill = self._context[-1] if self._context else np.zeros(len(self._keys))
-        return to_array(x, self._keys, np.zeros(len(self._keys), dtype=bool), fill)
+        return to_array(x, self._keys, self._log, fill)
 
     def _features(self, x: dict[str, float]) -> np.ndarray:
         """The smoothed row, temperatures as change per row over the window."""
         v = self._raw(x)
         past = list(self._context)
         window = past[len(past) - (self.smooth - 1):] if self.smooth > 1 else []
-        f = np.mean([*window, v], axis=0) if window else v
+        f = (np.median if self.median else np.mean)([*window, v], axis=0) if window else v
         if self._roc.any():
             slope = (f - past[0]) / len(past) if past else np.zeros_like(v)
             f = np.where(self._roc, slope, f)
@@ -153,7 +170,7 @@ class PcaDetector:
             d = len(self._keys)
             # 1 % of the value: below that, spread is sensor resolution, not behaviour. Measured on
             # SKAB: a 0.1 % floor fits valve1 better but doubles false alarms on the anomaly-free day.
-            floor = variance_floor(self._mean, np.zeros(d, dtype=bool))
+            floor = variance_floor(self._mean, self._log)
             floor = np.where(self._roc, 1e-12, floor)  # rates of change sit near 0: no relative floor
             std = np.sqrt(np.maximum(np.diag(self._cov), floor))
             corr = self._cov / np.outer(std, std)
@@ -195,7 +212,7 @@ class PcaDetector:
             "params": {
                 "variance": self.variance, "smooth": self.smooth,
                 "rate_of_change": self.rate_of_change, "horizon": self.horizon,
-                "half_life": self.half_life,
+                "half_life": self.half_life, "median": self.median, "log_features": self.log_features,
             },
             "keys": self._keys,
             "n": self._n,
