@@ -39,6 +39,7 @@ GRID = {  # around the defaults of models/rarity.py; the CV picks per held-out c
     "smooth": (0.1, 0.3),
     "suppress": (0.003, 0.01),
     "tail": (70, 100, 140),
+    "trim": (3, 6),
 }
 
 

@@ -17,9 +17,10 @@ into a **surprise** in decades, -log10 p, where p is how rarely values as extrem
 - inside the body of the history, the conformal p-value p = (#{h >= v} + 1) / (m + 1)
   (Vovk, Gammerman and Shafer 2005, "Algorithmic learning in a random world", ch. 2);
 - beyond the k-th most extreme value u (k = `tail`, at most m / 4), a peaks-over-threshold tail:
-  the excesses over u are modelled as exponential with their mean e, p = (k / (m + 1)) *
-  exp(-(v - u) / e) (Pickands 1975; the streaming use is SPOT, Siffer et al. 2017, KDD), so a
-  value far beyond everything seen gets a finite, growing surprise instead of a saturated rank.
+  the excesses over u are modelled as exponential with scale e, p = (k / (m + 1)) *
+  exp(-(v - u) / e), e the mean excess without the `trim` largest (Pickands 1975; the streaming
+  use is SPOT, Siffer et al. 2017, KDD), so a value far beyond everything seen gets a finite,
+  growing surprise instead of a saturated rank.
 
 A record's surprise is the largest over transforms and channels, minus log10 of their number
 (Bonferroni: 6 one-sided tests per channel must not look 6 times as surprising). Then a
@@ -28,8 +29,8 @@ that does not exceed the recent maximum (decaying by `suppress` per record, half
 ln 2 / suppress records) is multiplied by `quiet`.
 
 The score keeps one meaning across streams, because a surprise is a probability under the
-stream's own history: the fixed map `CALIBRATION` gives 0.5 at 10^-2.5 (a value as extreme as
-about 1 record in 300 saw, after correction) and 0.9 at 10^-5. On the NAB development corpus the
+stream's own history: the fixed map `CALIBRATION` gives 0.5 at 10^-2.75 (a value as extreme as
+about 1 record in 560 saw, after correction) and 0.9 at 10^-5.5. On the NAB development corpus the
 best single threshold for all 31 series lies near that 0.5 (docs/detectors.md, bench/nab.py).
 
 Novelty, not a frozen baseline: the detector keeps learning every record (`novelty = True`), so
@@ -61,24 +62,26 @@ import numpy as np  # noqa: F401  (doctest namespace)
 
 from models.calibration import SurpriseMap
 
-# 0.5 at a surprise of 2.5 decades, 0.9 at 5: see the module docstring.
-CALIBRATION = SurpriseMap(s_half=2.5, alarm_ratio=2.0)
+# 0.5 at a surprise of 2.75 decades, 0.9 at 5.5: see the module docstring.
+CALIBRATION = SurpriseMap(s_half=2.75, alarm_ratio=2.0)
 _MAX_HISTORY = 1_000_000  # ~100 MB per channel
 _MIN_HISTORY = 20  # smallest `history` (and `warmup`) accepted: below it a rank means nothing
 _TRANSFORMS = ("value", "level", "volatility")
 _LN10 = math.log(10.0)
 _LN2 = math.log(2.0)
-_RECENT_CAP = 5.0  # decades: CALIBRATION's alarm point (0.9)
 _LOG10_2 = math.log10(2.0)
+
+
+_RECENT_CAP = CALIBRATION.s_half * CALIBRATION.alarm_ratio  # decades: the alarm point (0.9)
 
 
 class _Tail:
     """The last `size` values of one transform, kept sorted, and the two-sided surprise of a new one."""
 
-    __slots__ = ("size", "tail", "warmup", "sorted", "ring")
+    __slots__ = ("size", "tail", "trim", "warmup", "sorted", "ring")
 
-    def __init__(self, size: int, tail: int, warmup: int) -> None:
-        self.size, self.tail, self.warmup = size, tail, warmup
+    def __init__(self, size: int, tail: int, trim: int, warmup: int) -> None:
+        self.size, self.tail, self.trim, self.warmup = size, tail, trim, warmup
         self.sorted: list[float] = []
         self.ring: deque[float] = deque()
 
@@ -91,13 +94,13 @@ class _Tail:
         k = max(1, min(self.tail, m // 4))
         hi, lo = s[m - k], s[k - 1]
         if v > hi:
-            # Exponential scale = mean excess, trimmed of the largest 5 %: one huge earlier outlier
-            # among the k must not make every later spike look ordinary.
-            t = 1 + k // 20
+            # Exponential scale = mean excess without the `trim` largest: a few huge earlier
+            # outliers among the k must not make every later spike look ordinary.
+            t = min(self.trim, k - 1)
             excess = max(sum(s[m - k:m - t]) / max(k - t, 1) - hi, self._floor(s))
             logp = math.log(k / (m + 1)) - (v - hi) / excess
         elif v < lo:
-            t = 1 + k // 20
+            t = min(self.trim, k - 1)
             excess = max(lo - sum(s[t:k]) / max(k - t, 1), self._floor(s))
             logp = math.log(k / (m + 1)) - (lo - v) / excess
         else:  # the body: the rarer side's count of values at least as extreme as v
@@ -123,8 +126,8 @@ class _Channel:
 
     __slots__ = ("tails", "level", "vol", "prev")
 
-    def __init__(self, history: int, tail: int, warmup: int) -> None:
-        self.tails = [_Tail(history, tail, warmup) for _ in _TRANSFORMS]
+    def __init__(self, history: int, tail: int, trim: int, warmup: int) -> None:
+        self.tails = [_Tail(history, tail, trim, warmup) for _ in _TRANSFORMS]
         self.level: float | None = None
         self.vol = 0.0
         self.prev: float | None = None
@@ -155,6 +158,8 @@ class RarityDetector:
         Decay per record of the recent maximum surprise the suppression gate compares with.
     quiet
         Factor applied to a surprise that does not beat the recent maximum (1.0 = no suppression).
+    trim
+        Largest excesses left out of the tail's scale (robust to that many glitches in the history).
     scan_seconds
         The time over which the false-alarm rate is held (see `set_cadence`): records faster than
         this are thinned into the history and their surprise corrected for their number.
@@ -171,8 +176,9 @@ class RarityDetector:
     novelty = True
 
     def __init__(self, history: int = 10_000, tail: int = 100, smooth: float = 0.1, volatility: float = 0.1,
-                 suppress: float = 0.003, quiet: float = 0.5, warmup: int = 100, scan_seconds: float = 300.0) -> None:
-        for key, val in (("history", history), ("tail", tail), ("warmup", warmup)):
+                 suppress: float = 0.003, quiet: float = 0.5, warmup: int = 100, scan_seconds: float = 300.0,
+                 trim: int = 3) -> None:
+        for key, val in (("history", history), ("tail", tail), ("warmup", warmup), ("trim", trim)):
             if isinstance(val, bool) or not isinstance(val, (int, float)) or val != int(val):
                 raise ValueError(f"{key} must be a whole number of records, got {val!r}")
         if int(history) > _MAX_HISTORY:
@@ -198,6 +204,9 @@ class RarityDetector:
         self.quiet = float(quiet)
         self.warmup = int(warmup)
         self.scan_seconds = float(scan_seconds)
+        if not 0 <= int(trim) < int(tail):
+            raise ValueError(f"trim must be >= 0 and < tail ({tail}), got {trim}")
+        self.trim = int(trim)
         self._stride = 1  # records per history entry, from the cadence (set_cadence)
         self._learned = 0
         # The last record's evaluation, shared by score, explain, learn and observe (the streaming
@@ -210,7 +219,7 @@ class RarityDetector:
     def _channel(self, key: str) -> _Channel:
         ch = self._channels.get(key)
         if ch is None:
-            ch = self._channels[key] = _Channel(self.history, self.tail, self.warmup)
+            ch = self._channels[key] = _Channel(self.history, self.tail, self.trim, self.warmup)
         return ch
 
     def _evaluate(self, x: dict[str, float], for_score: bool = True) -> tuple:
@@ -290,7 +299,7 @@ class RarityDetector:
             "version": self.version,
             "params": {"history": self.history, "tail": self.tail, "smooth": self.smooth,
                        "volatility": self.volatility, "suppress": self.suppress, "quiet": self.quiet,
-                       "warmup": self.warmup, "scan_seconds": self.scan_seconds},
+                       "warmup": self.warmup, "scan_seconds": self.scan_seconds, "trim": self.trim},
             "stride": self._stride,
             "learned": self._learned,
             "recent": self._recent,

@@ -151,3 +151,13 @@ def test_a_fast_stream_alerts_per_unit_of_time_not_per_record() -> None:
     healthy = np.r_[86400:int(1.5 * 86400) - 10, int(1.5 * 86400) + 600:n]
     assert (s[healthy] >= WARN).sum() <= 5, "a few false warnings a day at most, not hundreds"
     assert s[int(1.5 * 86400)] >= WARN, "a 40-sd spike is still flagged"
+
+
+def test_an_earlier_huge_outlier_does_not_hide_a_later_spike(noise) -> None:
+    alone = noise.copy()
+    alone[4000] += 2.0  # 10 sd
+    glitched = alone.copy()
+    glitched[1500] += 500.0  # a sensor glitch, 2500 sd, long before
+    s_alone, s_glitched = scores(alone), scores(glitched)
+    assert s_alone[4000] >= ALARM
+    assert s_glitched[1500] >= ALARM and s_glitched[4000] >= WARN
