@@ -26,6 +26,7 @@ LABEL_COLUMNS = {"anomaly", "changepoint", "label", "labels", "is_anomaly", "tar
 # A CSV whose time column steps by at most this is raw waveform samples, not records: process
 # transmitters report at most a few times a second, vibration is sampled at hundreds of Hz or more.
 WAVEFORM_MAX_STEP_S = 0.005
+_MIN_EPOCH_S, _MAX_EPOCH_S = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31T23:59:59 UTC
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y/%m/%d %H:%M:%S", "%d.%m.%Y %H:%M:%S",
                  "%Y-%m-%d %H:%M", "%Y-%m-%d")
 _ISO_NAME = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T _](\d{2})[:\-_]?(\d{2})[:\-_]?(\d{2})(\.\d+)?")
@@ -148,8 +149,32 @@ def read_csv(path: str, columns: list[str] | None = None) -> Table:
                 ts[k] = parse_time(r[time_col])
             except ValueError as exc:
                 raise InputError(f"{path}:{line}: column {header[time_col]!r}: {exc}") from None
+        ts = _checked_times(path, body, time_col, header[time_col], ts)
     return Table(path, ts, stamps, [header[i] for i in chosen], values,
                  None if time_col is None else header[time_col])
+
+
+def _checked_times(path: str, body, time_col: int, column: str, ts: np.ndarray) -> np.ndarray:
+    """Epoch seconds, in time order. Numbers this large are epoch milliseconds (above 1e11 s, the
+    year 5138) or microseconds (above 1e14). A non-finite time, one outside the years 1-9999, or one
+    earlier than the row before is an InputError naming its line."""
+    numeric = False
+    try:
+        float(body[0][1][time_col])
+        numeric = True
+    except ValueError:
+        pass
+    if numeric and np.all(np.isfinite(ts)):
+        big = float(np.median(np.abs(ts)))
+        ts = ts / 1e6 if big > 1e14 else ts / 1e3 if big > 1e11 else ts
+    for k, t in enumerate(ts.tolist()):
+        if not (math.isfinite(t) and _MIN_EPOCH_S <= t <= _MAX_EPOCH_S):
+            raise InputError(f"{path}:{body[k][0]}: column {column!r}: {body[k][1][time_col].strip()!r} is not "
+                             "a time between the years 1 and 9999")
+        if k and t < ts[k - 1]:
+            raise InputError(f"{path}:{body[k][0]}: column {column!r}: the time goes back (earlier than line "
+                             f"{body[k - 1][0]}); replay needs the rows in time order: sort the file by time")
+    return ts
 
 
 def time_column_rate(table: Table) -> float | None:

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from agent import replay
+from agent import replay, replay_io
 from agent.replay_io import InputError, capture_time, list_bursts, read_burst, read_csv
 
 
@@ -134,3 +134,16 @@ def test_bad_input_names_file_and_line(tmp_path):
     with pytest.raises(replay.ReplayError, match="only 2 records"):
         p.write_text("time,a\n1,2\n2,3\n")
         replay.replay(str(p), train_rows=5)
+
+
+def test_time_column_problems_are_named_with_their_line(tmp_path):
+    path = tmp_path / "t.csv"
+    write_rows(path, ["timestamp", "v"], [["1700000000000", "1"], ["1700000300000", "2"], ["1700000600000", "3"]])
+    table = replay_io.read_csv(str(path), None)
+    assert table.ts.tolist() == [1700000000.0, 1700000300.0, 1700000600.0]  # epoch milliseconds
+    for rows, expected in (([["0", "1"], ["nan", "2"]], ":3: column 'timestamp': 'nan' is not a time"),
+                           ([["10", "1"], ["5", "2"]], ":3: column 'timestamp': the time goes back"),
+                           ([["1e300", "1"]], ":2: column 'timestamp': '1e300' is not a time")):
+        write_rows(path, ["timestamp", "v"], rows)
+        with pytest.raises(replay_io.InputError, match=expected):
+            replay_io.read_csv(str(path), None)
