@@ -1,7 +1,7 @@
 """Burst-directory defaults on synthetic run-to-failure tests: alarm early, never before the defect.
 
-    .venv/bin/python bench/bursts.py                  # ~20 min: the leave-one-run-out table
-    .venv/bin/python bench/bursts.py --end-to-end 5   # ~5 min: only `pdm-agent replay DIR --rate 20000`
+    .venv/bin/python bench/bursts.py                  # 10-20 min: the leave-one-run-out table
+    .venv/bin/python bench/bursts.py --end-to-end 5   # ~4 min: only `pdm-agent replay DIR --rate 20000`
                                                       #   on run 5 written as files, no --config
 
 Runs come from bench/runtofailure.py (IMS-like: 4 channels, 20,480 samples at 20 kHz every 10 min,

@@ -113,6 +113,10 @@ def test_rate_makes_a_csv_without_time_column_raw_samples(tmp_path):
     assert "time column steps at 2000 Hz; using the stated 1000 Hz" in res.note
     res = replay.replay(str(tmp_path / "w.csv"), config=config(tmp_path, rate=2000))  # config's sample_rate
     assert len(res.score) == (40000 - 512) // 256 + 1
+    (tmp_path / "r.csv").write_text("time,ax,temp\n" + "".join(f"{i},{np.sin(i)},40\n" for i in range(600)))
+    res = replay.replay(str(tmp_path / "r.csv"), rate=100.0, config=config(tmp_path))
+    assert "steps by 1 s, like records, but the stated rate 100 Hz makes its rows raw samples" in res.note
+    assert len(res.score) == (600 - 512) // 256 + 1
 
 
 def test_waveform_csv_shorter_than_a_window_is_an_error(tmp_path):
