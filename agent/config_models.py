@@ -115,6 +115,9 @@ class MqttConfig(Section):
     reconnect_max_s: float = Field(60.0, gt=0)
     max_inflight: int = Field(20, ge=1, le=65535)
     status_interval_s: float = Field(30.0, gt=0)
+    max_packet_bytes: Optional[int] = Field(
+        None, ge=512, le=268_435_455, description="the broker's packet limit; larger messages are set aside, not sent"
+    )
 
     _device_id: str = PrivateAttr(default="")  # set by Config, for effective_client_id
 

@@ -148,7 +148,7 @@ class Service:
             reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
             max_inflight=m.max_inflight, status_interval_s=m.status_interval_s,
             outbox=self.outbox, health=self.health, version=__version__, log=self.log,
-            retained=self._discovery_messages,
+            retained=self._discovery_messages, max_packet_bytes=m.max_packet_bytes,
         )
 
     def _discovery_messages(self) -> list[tuple[str, bytes]]:
@@ -359,7 +359,8 @@ class Service:
             "rss_mib": round(rss_mib(), 1),
             "cpu_percent": self.cpu.percent(),
             "sensors": sensors,
-            "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {}},
+            "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {},
+                       "rejected": dict(self.outbox.rejected) if self.outbox else {}},
             "config": {"path": self.config_path, "reload": self.last_reload},
         }
 
