@@ -23,7 +23,7 @@ from agent.config import Config, ConfigError, load_config
 from agent.health import CpuMeter, rss_mib
 from agent.hotswap import ModelManager
 from agent.logs import Every
-from agent.outbox import Outbox
+from agent.storage import Store
 from agent.pipeline import SensorPipeline
 from agent.publisher import Publisher
 from agent.records import Aggregate, Alert, iso_utc
@@ -58,7 +58,7 @@ class Service:
         self._unsaved_lock = threading.Lock()
         self._warn_put = Every(30.0)
         self.levels = AlertLevels(str(self.cfg.storage.dir))
-        self.outbox: Outbox | None = None
+        self.outbox: Store | None = None
         self.publisher: Publisher | None = None
         self.stall_s = STALL_S
         self._discovery = None
@@ -117,7 +117,7 @@ class Service:
                 self.log.warning("could not persist the alert level", sensor=record.sensor, error=str(exc))
         if self.publisher is not None:
             self.publisher.wake()
-        dropped = sum(self.outbox.dropped.values())
+        dropped = sum(self.outbox.dropped.values()) - sum(self.outbox.rejected.values())  # by the bound
         if dropped > self._dropped_logged and self._warn_drop.ready():
             self._dropped_logged = dropped
             self.log.warning("outbox full: oldest aggregates dropped (alerts are kept)",
@@ -179,9 +179,9 @@ class Service:
         return worker
 
     def start(self) -> None:
-        os.makedirs(self.storage_dir, exist_ok=True)
-        self.outbox = Outbox(os.path.join(self.storage_dir, "outbox.sqlite"), self.cfg.storage.max_outbox_mb * 2**20)
-        self._dropped_logged = sum(self.outbox.dropped.values())
+        # Never raises: a damaged file is moved aside, an unusable dir gives a memory queue.
+        self.outbox = Store(self.storage_dir, int(self.cfg.storage.max_outbox_mb * 2**20), self.log)
+        self._dropped_logged = sum(self.outbox.dropped.values()) - sum(self.outbox.rejected.values())
         pending = self.outbox.depth()
         self.log.info("outbox open", path=self.outbox.path, **pending)
         try:
@@ -245,6 +245,7 @@ class Service:
                         self.last_reload = {"ts": iso_utc(time.time()), "result": "failed", "errors": [str(exc)]}
                         self.notifier.ready(self.summary())
                 self._flush_unsaved()
+                self.outbox.retry()
                 self.models.poll()
                 if self.healthy():
                     if self.notifier.watchdog_interval:
@@ -361,6 +362,7 @@ class Service:
             "sensors": sensors,
             "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {},
                        "rejected": dict(self.outbox.rejected) if self.outbox else {}},
+            "storage": self.outbox.state() if self.outbox else {},
             "config": {"path": self.config_path, "reload": self.last_reload},
         }
 
