@@ -65,7 +65,8 @@ class Publisher:
         version: str,
         keepalive: int = 30,
         username: str | None = None,
-        password: str | None = None,
+        password: str | None | Callable[[], str | None] = None,
+        password_source: str | None = None,
         tls: dict | None = None,
         reconnect_min_s: float = 1,
         reconnect_max_s: float = 60,
@@ -102,8 +103,15 @@ class Publisher:
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
+        # A callable password (the password_file reader) is read again before every connection
+        # attempt and on `reread_password` (SIGHUP), so a rotated secret needs no restart.
+        self.username = username
+        self.password_source = password_source  # where the password comes from, for messages
+        self._password_reader = password if callable(password) else None
+        self._password = password() if callable(password) else password
+        self._password_error: str | None = None
         if username is not None:
-            self._client.username_pw_set(username, password)
+            self._client.username_pw_set(username, self._password)
         if tls:
             self._configure_tls(tls)
         self._client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)
@@ -208,13 +216,39 @@ class Publisher:
 
     # -- paho callbacks (network thread) ---------------------------------------------
 
+    def reread_password(self) -> None:
+        """Read the password source again (SIGHUP); used from the next connection attempt."""
+        if self._password_reader is None:
+            return
+        try:
+            password = self._password_reader()
+        except (OSError, UnicodeError) as exc:
+            if self._password_error != str(exc):
+                self._password_error = str(exc)
+                self.log.error("password file unreadable; keeping the password read before",
+                               source=self.password_source, error=str(exc))
+            return
+        self._password_error = None
+        if password != self._password:
+            self._password = password
+            self.log.info("broker password changed; used from the next connection", source=self.password_source)
+        if self.username is not None:
+            self._client.username_pw_set(self.username, self._password)
+
     def _on_pre_connect(self, client, userdata) -> None:
+        self.reread_password()
         # Re-armed before every attempt so the Will's ts is the time of this connection.
         client.will_set(self.topic("status"), self._status_payload("offline"), qos=1, retain=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self._link_down(f"refused: {reason_code}")
+            reason = str(reason_code)
+            if reason in ("Not authorized", "Bad user name or password"):
+                who = f"user {self.username!r}" if self.username is not None else "anonymous clients (no mqtt.username)"
+                reason = (f"not authorized: the broker refused {who}"
+                          + (f" with the password from {self.password_source}" if self.password_source else "")
+                          + "; the password is read again before every attempt")
+            self._link_down(f"refused: {reason}")
             return
         with self._send_lock:
             # Rows sent on the last connection may or may not have arrived: forget paho's

@@ -143,13 +143,19 @@ class Service:
         return Publisher(
             host=m.host, port=m.port, client_id=m.effective_client_id,
             topic_prefix=m.topic_prefix, device_id=self.cfg.device.id, keepalive=m.keepalive,
-            username=m.username, password=m.password(),
+            username=m.username, password=m.password, password_source=self._password_source(),
             tls={k: (str(v) if v is not None and k != 'insecure' else v) for k, v in m.tls.model_dump().items()} if m.tls else None,
             reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
             max_inflight=m.max_inflight, status_interval_s=m.status_interval_s,
             outbox=self.outbox, health=self.health, version=__version__, log=self.log,
             retained=self._discovery_messages, max_packet_bytes=m.max_packet_bytes,
         )
+
+    def _password_source(self) -> str | None:
+        m = self.cfg.mqtt
+        if m.password_file is not None:
+            return str(m.password_file)
+        return "the systemd credential mqtt-password" if os.environ.get("CREDENTIALS_DIRECTORY") else None
 
     def _discovery_messages(self) -> list[tuple[str, bytes]]:
         """Home Assistant discovery (off by default): retained, after every connect."""
@@ -317,6 +323,8 @@ class Service:
             self.publisher.stop()
             self.publisher = publisher
             self.publisher.start()
+        elif self.publisher is not None:
+            self.publisher.reread_password()  # a rotated password_file, same settings
         old_sensors = {s.name: s for s in old.sensors}
         new_sensors = {s.name: s for s in new.sensors}
         self.models.trusted_keys = [str(k) for k in new.models.trusted_keys]
