@@ -34,15 +34,12 @@ import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from agent.broker_faults import ClientIdClash, RefusedMessages
 from agent.outbox import Outbox
 from agent.records import iso_utc
 
 IDLE_POLL_S = 0.2  # how soon a row put by the pipeline is noticed when nothing else wakes us
 RETAINED_MAX = 4  # extra retained messages per connect (Home Assistant discovery needs one)
-# A row is set aside as refused when the connection closed with it the oldest unacked row this
-# many times in a row, the last ones with it sent alone (a network drop does not single out one
-# row; a broker that refuses a row closes the connection every time it gets it).
-POISON_STRIKES = 3
 
 
 class Publisher:
@@ -88,14 +85,9 @@ class Publisher:
         self.max_inflight = max(1, int(max_inflight))
         self.status_interval_s = status_interval_s
         self.retained = retained  # (topic, payload) pairs published retained after every connect
-        self.max_packet_bytes = max_packet_bytes  # the broker's limit, when the operator knows it
-        self._suspect: int | None = None  # row id the broker may be refusing (sent alone until acked)
-        self._strikes = 0
-        self._refused_topics: set[str] = set()  # reported once per topic; the count is in the status
-        self._sizes: dict[int, int] = {}  # row id -> packet bytes, for rows awaiting PUBACK
-        self._largest_acked = 0
-        self._refused_size: int | None = None  # smallest refused packet larger than any acked one
         self.log = log if log is not None else structlog.get_logger("pdm-agent.publisher")
+        self.refused = RefusedMessages(outbox, self.log, max_packet_bytes)  # poison rows, set aside
+        self.clash = ClientIdClash(client_id, (reconnect_min_s, reconnect_max_s), self.log)
 
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -195,7 +187,7 @@ class Publisher:
         with self._send_lock:
             self._commit_acks()
             self._sent.clear()
-            self._sizes.clear()
+            self.refused.closed([])
         self.outbox.requeue_inflight()
         with self._cond:
             self._connected = False
@@ -204,6 +196,8 @@ class Publisher:
 
     def _status_payload(self, state: str) -> bytes:
         body = {"state": state, "version": self.version, "ts": iso_utc(time.time())}
+        if self.clash.suspected:
+            body["mqtt_warning"] = f"client id {self.client_id!r} clash suspected: another client uses it"
         if state == "online":
             try:
                 body.update(self.health())
@@ -250,14 +244,14 @@ class Publisher:
                           + "; the password is read again before every attempt")
             self._link_down(f"refused: {reason}")
             return
+        self.clash.connected()
         with self._send_lock:
             # Rows sent on the last connection may or may not have arrived: forget paho's
             # copies and resend from the oldest row, so order per sensor holds.
             client.drop_out_messages()
             self._commit_acks()
-            self._note_strike()
+            self.refused.closed(list(self._sent.values()))
             self._sent.clear()
-            self._sizes.clear()
             requeued = self.outbox.requeue_inflight()
             with self._cond:
                 self._connected = True
@@ -279,6 +273,8 @@ class Publisher:
         reason = str(reason_code)
         if reason == "Unspecified error":  # MQTT 3.1.1 has no reason codes on a close
             reason = "connection closed by the broker or the network (MQTT 3.1.1 gives no reason)"
+        if self.clash.closed(client, in_flight=bool(self._sent)):
+            reason = f"closed by the broker seconds after connecting: client id {self.client_id!r} clash suspected"
         self._link_down(reason)
 
     def _link_down(self, reason: str) -> None:
@@ -304,10 +300,7 @@ class Publisher:
             mids, self._acked_mids = self._acked_mids, []
         # A mid not in _sent is a status message or a row from a dropped connection.
         rows = [self._sent.pop(mid) for mid in mids if mid in self._sent]
-        for row in rows:
-            self._largest_acked = max(self._largest_acked, self._sizes.pop(row, 0))
-        if self._suspect in rows:
-            self._suspect, self._strikes = None, 0  # delivered after all: it was the network
+        self.refused.acked(rows)
         if rows:
             self.outbox.ack(rows)
             self.published += len(rows)
@@ -341,62 +334,20 @@ class Publisher:
     def _send_window(self) -> None:
         """Publish the oldest ready rows until `max_inflight` await PUBACK."""
         with self._send_lock:
-            free = self.max_inflight - len(self._sent)
-            if self._suspect is not None:
-                free = 0 if self._sent else 1  # the suspect goes alone, so a close singles it out
+            free = self.refused.window(self.max_inflight - len(self._sent), len(self._sent))
             if free <= 0 or not self.connected:
                 return
             for msg in self.outbox.claim(free):
-                if self._suspect is not None and msg.id != self._suspect:
-                    self._suspect, self._strikes = None, 0  # it left the queue another way
-                size = packet_size(msg.topic, msg.payload)
-                if self.max_packet_bytes is not None and size > self.max_packet_bytes:
-                    self._set_aside(msg.id, "larger than mqtt.max_packet_bytes", size)
-                    continue
-                if self._refused_size is not None and size >= self._refused_size:
-                    # Learned: a message this large got the connection closed 3 times while
-                    # smaller ones were acked; do not cost every later one 3 reconnects.
-                    self._set_aside(msg.id, f"at least as large as a message the broker refused "
-                                            f"({self._refused_size} bytes)", size)
-                    continue
+                size = self.refused.admit(msg)
+                if size is None:
+                    continue  # set aside: too large for this broker
                 info = self._client.publish(msg.topic, msg.payload, qos=1)
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     # Lost the connection (or paho's queue is full): the claimed rows stay
                     # in flight and are requeued on the next connect.
                     return
                 self._sent[info.mid] = msg.id
-                self._sizes[msg.id] = size
-
-    def _note_strike(self) -> None:
-        """The connection closed with rows unacked (call with _send_lock held): count a strike
-        against the oldest, and set it aside after POISON_STRIKES in a row."""
-        if not self._sent:
-            return
-        oldest = min(self._sent.values())
-        if oldest == self._suspect:
-            self._strikes += 1
-        else:
-            self._suspect, self._strikes = oldest, 1
-        if self._strikes >= POISON_STRIKES:
-            size = self._sizes.get(oldest, 0)
-            self._set_aside(oldest, f"the broker closed the connection each time it was sent ({self._strikes} times)",
-                            size)
-            if size > self._largest_acked:
-                self._refused_size = size if self._refused_size is None else min(self._refused_size, size)
-            self._suspect, self._strikes = None, 0
-
-    def _set_aside(self, row_id: int, why: str, size: int) -> None:
-        """Take a refused row out of the queue so the rows behind it (alerts too) go out."""
-        msg = self.outbox.set_aside(row_id)
-        if msg is None or msg.topic in self._refused_topics:
-            return
-        self._refused_topics.add(msg.topic)
-        limit = self.max_packet_bytes if self.max_packet_bytes is not None else \
-            "not announced by MQTT 3.1.1 brokers; set mqtt.max_packet_bytes to check before sending"
-        self.log.error("broker refused a message; set aside so the messages behind it are delivered "
-                       "(counted in outbox.rejected; reported once per topic)",
-                       topic=msg.topic, kind=msg.kind, size_bytes=size or packet_size(msg.topic, msg.payload),
-                       limit_bytes=limit, reason=why)
+                self.refused.sent(msg.id, size)
 
     def _configure_tls(self, tls: dict) -> None:
         self._client.tls_set(
@@ -410,14 +361,3 @@ class Publisher:
             # Skips the host name check only (self-signed lab brokers); the chain is still verified.
             self._client.tls_insecure_set(True)
 
-
-def packet_size(topic: str, payload: bytes) -> int:
-    """Bytes of the MQTT 3.1.1 QoS 1 PUBLISH packet carrying `payload` on `topic` (section 3.3):
-    fixed header (1 + remaining-length varint), topic length (2) + topic, packet id (2), payload.
-
-    >>> packet_size("a/b", b"x" * 100)
-    109
-    """
-    remaining = 2 + len(topic.encode()) + 2 + len(payload)
-    varint = 1 if remaining < 128 else 2 if remaining < 16_384 else 3 if remaining < 2_097_152 else 4
-    return 1 + varint + remaining
