@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Iterable
 
-from agent.logs import Every
 from agent.memory_queue import MemoryQueue
 from agent.outbox import KINDS, Message, Outbox
 
@@ -96,7 +95,6 @@ class Store:
         self.disk: Outbox | None = None
         self.reason: str | None = None  # why rows are in memory (None: the disk takes everything)
         self._tried = 0.0
-        self._warn = Every(30.0)
         self._lock = threading.RLock()  # serialises the disk's open/replace with its use
         self._open_disk()
 
@@ -122,7 +120,7 @@ class Store:
                 self.disk = self._checked_open()
         except (OSError, sqlite3.Error) as exc:
             self.disk = None
-            self._degrade(f"storage unusable: {describe(exc)}", exc, first=True)
+            self._degrade(f"storage unusable: {describe(exc)}", exc)
             return
         if self.reason is not None and self.reason.startswith("storage unusable"):
             self.log.info("storage usable again; messages go to the outbox file", path=self.path)
@@ -156,8 +154,9 @@ class Store:
                        "(messages in it were not sent; the file is kept for inspection)",
                        path=self.path, moved_to=aside, cause=describe(exc))
 
-    def _degrade(self, reason: str, exc: BaseException, first: bool = False) -> None:
-        if first or self.reason != reason or self._warn.ready():
+    def _degrade(self, reason: str, exc: BaseException) -> None:
+        # One error per episode: a disk that stays full or read-only is not news every minute.
+        if self.reason != reason:
             self.log.error(f"{reason}; messages are kept in memory (bounded) and sent when the broker is up",
                            path=self.path, memory_bound_bytes=self.memory.max_bytes,
                            in_memory=self.memory.pending())
