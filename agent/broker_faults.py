@@ -10,7 +10,8 @@ Both faults look the same on the wire: the broker closes the TCP connection, no 
   and sets it aside after `POISON_STRIKES` closes in a row (a network drop does not single out
   one row; a refusing broker does). A row set aside this way that is larger than every row
   acked so far teaches a size limit; `mqtt.max_packet_bytes`, when set, is the limit from the
-  start. Rows at or above the limit are set aside before they are sent.
+  start. Rows at or above the limit are set aside before they are sent; once a limit is
+  learned, a row larger than any acked one is set aside after one close instead of three.
 * **Client-id clash**: two gateways with one id (a copied SD-card image) knock each other off
   whenever the other connects. `ClientIdClash` reports it once after `CLASH_CLOSES` closes in a
   row, each within `CLASH_SHORT_S` of the CONNACK with nothing in flight, and backs reconnects
@@ -90,10 +91,13 @@ class RefusedMessages:
                 self.strikes += 1
             else:
                 self.suspect, self.strikes = oldest, 1
-            if self.strikes >= POISON_STRIKES:
-                size = self._sizes.get(oldest, 0)
+            size = self._sizes.get(oldest, 0)
+            # Once the broker is known to refuse by size, a row larger than any it took needs
+            # one close, not three: aggregates differ by a few bytes, and each would cost 3.
+            by_size = self.learned_limit is not None and size > self._largest_acked
+            if self.strikes >= (1 if by_size else POISON_STRIKES):
                 self._set_aside(oldest, f"the broker closed the connection each time it was sent "
-                                        f"({self.strikes} times)", size)
+                                        f"({self.strikes} time{'s' if self.strikes > 1 else ''})", size)
                 if size > self._largest_acked:
                     self.learned_limit = size if self.learned_limit is None else min(self.learned_limit, size)
                 self.suspect, self.strikes = None, 0
