@@ -120,7 +120,7 @@ class Store:
                 self.disk = self._checked_open()
         except (OSError, sqlite3.Error) as exc:
             self.disk = None
-            self._degrade(f"storage unusable: {describe(exc)}", exc)
+            self._degrade(f"storage unusable: {describe(exc)}")
             return
         if self.reason is not None and self.reason.startswith("storage unusable"):
             self.log.info("storage usable again; messages go to the outbox file", path=self.path)
@@ -154,12 +154,12 @@ class Store:
                        "(messages in it were not sent; the file is kept for inspection)",
                        path=self.path, moved_to=aside, cause=describe(exc))
 
-    def _degrade(self, reason: str, exc: BaseException) -> None:
-        # One error per episode: a disk that stays full or read-only is not news every minute.
+    def _degrade(self, reason: str, what: str | None = None) -> None:
+        # One error per episode (per cause): a disk that stays full is not news every second.
         if self.reason != reason:
-            self.log.error(f"{reason}; messages are kept in memory (bounded) and sent when the broker is up",
-                           path=self.path, memory_bound_bytes=self.memory.max_bytes,
-                           in_memory=self.memory.pending())
+            self.log.error(f"{what + ': ' if what else ''}{reason}; messages are kept in memory (bounded) "
+                           "and sent when the broker is up", path=self.path,
+                           memory_bound_bytes=self.memory.max_bytes, in_memory=self.memory.pending())
         self.reason = reason
 
     def _disk_failed(self, exc: BaseException, what: str) -> None:
@@ -171,9 +171,9 @@ class Store:
                 return
             except (OSError, sqlite3.Error) as exc2:
                 self.disk = None
-                exc = exc2
-                what = "storage unusable"
-        self._degrade(f"{what}: {describe(exc)}", exc)
+                self._degrade(f"storage unusable: {describe(exc2)}")
+                return
+        self._degrade(describe(exc), what)
 
     def _move_memory_to_disk(self) -> None:
         """Rows kept in memory (not in flight) go back to the disk, oldest first, while it takes them."""
@@ -197,9 +197,17 @@ class Store:
                 return
             if self.reason is not None:
                 self._move_memory_to_disk()
-                if not self.memory.pending():
+                if not self.memory.pending() and self._disk_writable():
                     self.log.info("disk takes writes again; nothing is held in memory", path=self.path)
                     self.reason = None
+
+    def _disk_writable(self) -> bool:
+        """A small committed write: does the disk take writes again? (lock held)"""
+        try:
+            self.disk._db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('probe.write', 0)")
+            return True
+        except (OSError, sqlite3.Error):
+            return False
 
     # -- the Outbox interface ------------------------------------------------------
 
