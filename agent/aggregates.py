@@ -1,6 +1,8 @@
 """Per-sensor aggregates: mean/min/max of every feature (and the score) per interval.
 
-Intervals are aligned to the wall clock (multiples of `interval` since the epoch), so
+`features` (fnmatch patterns, config ``aggregates.features``) trims what is published: an
+aggregate of many sensors' features x mean/min/max can outgrow a small broker's packet limit.
+The score is always kept. Intervals are aligned to the wall clock (multiples of `interval` since the epoch), so
 aggregates from several gateways line up; `ts` is the end of the interval (SPEC section 5).
 An interval is published when the first vector of a later interval arrives, or when
 `flush(now)` finds it over (a sensor that went silent still gets its last interval out).
@@ -9,6 +11,7 @@ An interval is published when the first vector of a later interval arrives, or w
 from __future__ import annotations
 
 import math
+from fnmatch import fnmatchcase as fnmatch
 
 import numpy as np
 
@@ -35,6 +38,7 @@ class Aggregator:
         self._end: float | None = None
         self._names: list[str] = []
         self._rows: list[list[float]] = []
+        self.features: tuple[str, ...] | None = None  # fnmatch patterns to publish; None = all
 
     def _interval_end(self, ts: float) -> float:
         return (math.floor(ts / self.interval) + 1) * self.interval
@@ -64,6 +68,8 @@ class Aggregator:
         data = np.asarray(rows, dtype=float)
         features = {}
         for i, name in enumerate(self._names):
+            if self.features is not None and name != "score" and not any(fnmatch(name, p) for p in self.features):
+                continue
             col = data[:, i][np.isfinite(data[:, i])]
             if col.size:
                 features[name] = {"mean": float(col.mean()), "min": float(col.min()), "max": float(col.max())}

@@ -407,6 +407,8 @@ class SensorConfig(Section):
 
 class AggregatesConfig(Section):
     interval: float = Field(60, ge=R.AGGREGATE_INTERVAL_MIN_S, le=86_400, description="seconds per published aggregate")
+    features: Optional[list[Annotated[str, Field(min_length=1)]]] = Field(
+        None, min_length=1, description="feature names or patterns (*.rms_g) to publish; null = all; score always")
 
 
 class LoggingConfig(Section):

@@ -174,6 +174,8 @@ class Service:
             model=self.models.initial(sensor_cfg),
         )
         self.models.attach(sensor_cfg.name, pipeline)
+        if self.cfg.aggregates.features is not None:  # smaller rows for brokers with small limits
+            pipeline.aggregator.features = tuple(self.cfg.aggregates.features)
         levels = self.levels.levels(sensor_cfg.name)
         pipeline.policy.restore(levels.get("anomaly", "clear"))
         if getattr(pipeline.model, "learns", True) and pipeline.load_state(self.storage_dir):

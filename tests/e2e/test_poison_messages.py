@@ -88,3 +88,30 @@ def test_configured_packet_limit_sets_rows_aside_without_a_reconnect(tmp_path):
     (report,) = _refused_reports(log)
     assert report["limit_bytes"] == LIMIT and report["size_bytes"] > LIMIT
     assert report["reason"] == "larger than mqtt.max_packet_bytes"
+
+
+def test_trimmed_aggregates_fit_a_small_broker(tmp_path):
+    """`aggregates.features` keeps rows small: the same sensor's aggregates now fit and arrive."""
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker", listener=["allow_anonymous true", f"max_packet_size {LIMIT}"])
+    broker.start()
+    log = tmp_path / "agent.log"
+    cfg = write_config(tmp_path / "c.yaml", broker=broker, storage=tmp_path / "state", interval=2,
+                       sensors=[sim_sensor("pump1")])
+    text = cfg.read_text().replace("aggregates:\n  interval: 2\n",
+                                   "aggregates:\n  interval: 2\n  features: ['*.rms_g', 'temp.*']\n")
+    assert text != cfg.read_text()
+    cfg.write_text(text)
+    sub = Subscriber(broker.host, broker.port, ["pdm/#"])
+    agent = start_agent(cfg, log)
+    try:
+        msgs = sub.wait_for(lambda ms: sum(m.topic.endswith("/aggregate") for m in ms) >= 2, 40)
+        agg = json.loads([m for m in msgs if m.topic.endswith("/aggregate")][-1].payload)
+        assert "ax.rms_g" in agg["features"] and "score" in agg["features"]
+        assert not any(k.endswith(".kurtosis") for k in agg["features"])
+    finally:
+        code = stop(agent)
+        sub.close()
+        broker.stop()
+    assert code == 0
+    assert not _refused_reports(log)
