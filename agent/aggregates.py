@@ -1,5 +1,9 @@
 """Per-sensor aggregates on a clock: mean/min/max of every feature (and the score) per interval.
 
+`features` (fnmatch patterns, config ``aggregates.features``) trims what is published: an
+aggregate of many sensors' features x mean/min/max can outgrow a small broker's packet limit.
+The score is always kept.
+
 Intervals are aligned to the wall clock (multiples of `interval` since the epoch), so aggregates
 from several gateways line up, and `ts` is the end of the interval. Once a sensor's clock has
 started (at its first window), **every** interval is published, one after the other, `interval`
@@ -19,6 +23,7 @@ seconds apart:
 from __future__ import annotations
 
 import math
+from fnmatch import fnmatchcase as fnmatch
 
 import numpy as np
 
@@ -59,6 +64,7 @@ class Aggregator:
         self._end: float | None = None  # end of the open interval; None until the clock starts
         self._names: list[str] = []
         self._rows: list[list[float]] = []
+        self.features: tuple[str, ...] | None = None  # fnmatch patterns to publish; None = all
 
     def _interval_end(self, ts: float) -> float:
         return (math.floor(ts / self.interval) + 1) * self.interval
@@ -104,6 +110,8 @@ class Aggregator:
         if rows:
             data = np.asarray(rows, dtype=float)
             for i, name in enumerate(self._names):
+                if self.features is not None and name != "score" and not any(fnmatch(name, p) for p in self.features):
+                    continue
                 col = data[:, i][np.isfinite(data[:, i])]
                 if col.size:
                     features[name] = {"mean": float(col.mean()), "min": float(col.min()), "max": float(col.max())}

@@ -47,9 +47,15 @@ def cmd_run(args) -> int:
 
 
 def _run_pid(service, pidfile: str) -> int:
-    os.makedirs(os.path.dirname(pidfile), exist_ok=True)
-    with open(pidfile, "w") as f:
-        f.write(str(os.getpid()))
+    try:
+        os.makedirs(os.path.dirname(pidfile), exist_ok=True)
+        with open(pidfile, "w") as f:
+            f.write(str(os.getpid()))
+    except OSError as exc:  # a read-only state dir: keep monitoring; only `config reload` needs it
+        from agent.storage import describe
+
+        service.log.error("pid file not written; `pdm-agent config reload` cannot find the agent "
+                          "(send SIGHUP to its pid instead)", path=pidfile, cause=describe(exc))
     try:
         return service.run()
     finally:

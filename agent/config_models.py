@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from agent import config_rules as R
+
 __all__ = [
     "AggregatesConfig",
     "AlertsConfig",
@@ -79,7 +81,7 @@ Scalar = Annotated[Any, AfterValidator(_scalar)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # .nan/.inf: never a setting
 
 
 class DeviceConfig(Section):
@@ -101,20 +103,25 @@ class TlsConfig(Section):
 
 
 class MqttConfig(Section):
-    host: str = Field("localhost", min_length=1)
+    host: Annotated[str, AfterValidator(R.host_name)] = Field("localhost", min_length=1)
     port: int = Field(1883, ge=1, le=65535)
-    client_id: Optional[str] = Field(None, min_length=1, description="default: pdm-agent-<device.id>")
+    client_id: Annotated[Optional[str], AfterValidator(R.usable_client_id)] = Field(
+        None, min_length=1, description="default: pdm-agent-<device.id>")
     username: Optional[str] = None
     password_file: Optional[Path] = Field(
         None, description="file holding the broker password; default: $CREDENTIALS_DIRECTORY/mqtt-password"
     )
     tls: Optional[TlsConfig] = None
-    topic_prefix: str = Field("pdm", pattern=TOPIC_PATTERN, description="no wildcards, no edge '/'")
+    topic_prefix: Annotated[str, AfterValidator(R.deliverable_topic)] = Field(
+        "pdm", pattern=TOPIC_PATTERN, description="no wildcards, no edge '/', no leading '$', no control characters")
     keepalive: int = Field(30, ge=1, le=65535, description="seconds")
-    reconnect_min_s: float = Field(1.0, gt=0)
-    reconnect_max_s: float = Field(60.0, gt=0)
+    reconnect_min_s: float = Field(1.0, gt=0, le=R.RECONNECT_MAX_S)
+    reconnect_max_s: float = Field(60.0, gt=0, le=R.RECONNECT_MAX_S)
     max_inflight: int = Field(20, ge=1, le=65535)
-    status_interval_s: float = Field(30.0, gt=0)
+    status_interval_s: float = Field(30.0, ge=R.STATUS_INTERVAL_MIN_S, le=R.STATUS_INTERVAL_MAX_S)
+    max_packet_bytes: Optional[int] = Field(
+        None, ge=512, le=268_435_455, description="the broker's packet limit; larger messages are set aside, not sent"
+    )
 
     _device_id: str = PrivateAttr(default="")  # set by Config, for effective_client_id
 
@@ -156,7 +163,7 @@ class StorageConfig(Section):
         description="outbox and learned state; default $STATE_DIRECTORY, else /var/lib/pdm-agent",
         json_schema_extra={"default": DEFAULT_STATE_DIR},
     )
-    max_outbox_mb: float = Field(64, gt=0, description="disk bound for messages buffered while offline")
+    max_outbox_mb: float = Field(64, gt=0, le=R.OUTBOX_MB_MAX, description="disk bound for messages buffered while offline")
 
 
 class WindowConfig(Section):
@@ -187,9 +194,9 @@ class SimulatorConfig(Section):
 
 
 class DetectorConfig(Section):
-    learn_seconds: float = Field(3600, gt=0, description="healthy baseline learned before alerting")
+    learn_seconds: float = Field(3600, gt=0, le=R.LEARN_SECONDS_MAX, description="healthy baseline learned before alerting")
     type: str = Field("auto", min_length=1, description="detector name from the registry, or auto")
-    adapt_half_life_s: Optional[float] = Field(86400.0, gt=0, description="slow adaptation; null = freeze")
+    adapt_half_life_s: Optional[float] = Field(86400.0, gt=0, le=R.HALF_LIFE_MAX_S, description="slow adaptation; null = freeze")
     params: dict[str, Scalar] = Field(default_factory=dict, description="detector-specific settings")
     bundle: Optional[Path] = Field(None, description="signed model bundle to load instead of learning")
 
@@ -278,8 +285,8 @@ class IsoSection(Section):
 class HealthSection(Section):
     """Sensor health (agent/sensor_health.py), reported in the status topic."""
 
-    offline_after_s: Optional[float] = Field(None, gt=0, description="no data this long: offline, and a sensor_offline alarm; default max(10, 3 window hops or polls)")
-    stuck_after_s: float = Field(600, gt=0, description="a value unchanged this long is 'stuck'")
+    offline_after_s: Optional[float] = Field(None, gt=0, le=R.OFFLINE_AFTER_MAX_S, description="no data this long: offline, and a sensor_offline alarm; default max(10, 3 window hops or polls)")
+    stuck_after_s: float = Field(600, gt=0, le=R.STUCK_AFTER_MAX_S, description="a value unchanged this long is 'stuck'")
 
 
 class SensorConfig(Section):
@@ -301,9 +308,9 @@ class SensorConfig(Section):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     preset: Optional[str] = Field(None, description="modbus: device model, e.g. qm30vt2")
     slave_id: int = Field(1, ge=1, le=247, description="modbus unit id")
-    poll_interval: float = Field(1.0, gt=0, description="modbus: seconds between polls")
+    poll_interval: float = Field(1.0, ge=R.POLL_INTERVAL_MIN_S, le=R.DAY_S, description="modbus: seconds between polls")
     parity: Literal["N", "E", "O"] = Field("N", description="modbus RTU: N, E or O")
-    timeout: float = Field(1.0, gt=0, description="modbus: seconds to wait for each reply")
+    timeout: float = Field(1.0, gt=0, le=R.MODBUS_TIMEOUT_MAX_S, description="modbus: seconds to wait for each reply")
     retries: int = Field(2, ge=0, le=10, description="modbus: re-sends before a poll counts as failed")
     word_order: Literal["big", "little"] = Field("big", description="modbus 32-bit values: high word first?")
     registers: list[RegisterConfig] = Field(default_factory=list, description="modbus: extra/overriding registers")
@@ -399,7 +406,9 @@ class SensorConfig(Section):
 
 
 class AggregatesConfig(Section):
-    interval: float = Field(60, gt=0, le=86_400, description="seconds per published aggregate")
+    interval: float = Field(60, ge=R.AGGREGATE_INTERVAL_MIN_S, le=86_400, description="seconds per published aggregate")
+    features: Optional[list[Annotated[str, Field(min_length=1)]]] = Field(
+        None, min_length=1, description="feature names or patterns (*.rms_g) to publish; null = all; score always")
 
 
 class LoggingConfig(Section):
@@ -411,12 +420,12 @@ class LoggingConfig(Section):
 
 class HomeAssistantConfig(Section):
     enabled: bool = Field(False, description="publish Home Assistant MQTT discovery (retained) for this device")
-    discovery_prefix: str = Field("homeassistant", pattern=TOPIC_PATTERN, description="Home Assistant's discovery prefix")
+    discovery_prefix: Annotated[str, AfterValidator(R.deliverable_topic)] = Field("homeassistant", pattern=TOPIC_PATTERN, description="Home Assistant's discovery prefix")
 
 
 class ModelsConfig(Section):
     trusted_keys: list[Path] = Field(default_factory=list, description="Ed25519 public keys for bundles")
-    watch_interval_s: float = Field(2.0, gt=0, description="how often bundle paths are checked for a new bundle")
+    watch_interval_s: float = Field(2.0, gt=0, le=R.WATCH_INTERVAL_MAX_S, description="how often bundle paths are checked for a new bundle")
 
 
 class Config(Section):

@@ -141,7 +141,10 @@ class Outbox:
                     self._enforce_bound()
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    # SQLite has already rolled back on SQLITE_FULL / IOERR; a second ROLLBACK
+                    # would raise "no transaction is active" and hide the real cause.
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     self._bytes = self._db.execute(
                         f"SELECT COALESCE(SUM({_ROW_BYTES}), 0) FROM messages"
                     ).fetchone()[0]
@@ -191,7 +194,8 @@ class Outbox:
                     )
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
         return [Message(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows]
 
@@ -211,8 +215,34 @@ class Outbox:
                         self._bytes -= row[0]
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
+
+    def set_aside(self, row_id: int) -> Message | None:
+        """Take one row the broker will not accept out of the queue, so it cannot block the
+        rows behind it; count it in ``dropped`` and ``rejected``. Returns the row (None if
+        it is gone already), so the caller can report its topic and size."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT id, topic, payload, kind, key, {_ROW_BYTES} FROM messages WHERE id = ?", (int(row_id),)
+            ).fetchone()
+            if row is None:
+                return None
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM messages WHERE id = ?", (row[0],))
+                for name in (f"dropped.{row[3]}", f"rejected.{row[3]}"):
+                    self._db.execute(
+                        "INSERT INTO meta (name, value) VALUES (?, 1) "
+                        "ON CONFLICT (name) DO UPDATE SET value = value + 1", (name,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._bytes -= row[5]
+        return Message(row[0], row[1], bytes(row[2]), row[3], row[4])
 
     def requeue_inflight(self) -> int:
         """Return every in-flight row to ready (after a disconnect or a crash); count them."""
@@ -248,10 +278,18 @@ class Outbox:
 
     @property
     def dropped(self) -> dict[str, int]:
-        """Rows dropped by the size bound since the file was created, per kind."""
+        """Rows given up since the file was created, per kind: dropped by the size bound, or set
+        aside because the broker refused them (those are also counted in `rejected`)."""
         with self._lock:
             rows = dict(self._db.execute("SELECT name, value FROM meta WHERE name LIKE 'dropped.%'").fetchall())
         return {kind: rows.get(f"dropped.{kind}", 0) for kind in KINDS}
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Of `dropped`, the rows set aside because the broker would not take them, per kind."""
+        with self._lock:
+            rows = dict(self._db.execute("SELECT name, value FROM meta WHERE name LIKE 'rejected.%'").fetchall())
+        return {kind: rows.get(f"rejected.{kind}", 0) for kind in KINDS}
 
     def close(self) -> None:
         """Close the database; rows not acked stay for the next open."""

@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from agent.broker_faults import ClientIdClash, RefusedMessages
 from agent.outbox import Outbox
 from agent.records import iso_utc
 
@@ -61,7 +62,8 @@ class Publisher:
         version: str,
         keepalive: int = 30,
         username: str | None = None,
-        password: str | None = None,
+        password: str | None | Callable[[], str | None] = None,
+        password_source: str | None = None,
         tls: dict | None = None,
         reconnect_min_s: float = 1,
         reconnect_max_s: float = 60,
@@ -69,6 +71,7 @@ class Publisher:
         status_interval_s: float = 30,
         retained: Callable[[], list[tuple[str, bytes]]] | None = None,
         log=None,
+        max_packet_bytes: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -83,6 +86,8 @@ class Publisher:
         self.status_interval_s = status_interval_s
         self.retained = retained  # (topic, payload) pairs published retained after every connect
         self.log = log if log is not None else structlog.get_logger("pdm-agent.publisher")
+        self.refused = RefusedMessages(outbox, self.log, max_packet_bytes)  # poison rows, set aside
+        self.clash = ClientIdClash(client_id, (reconnect_min_s, reconnect_max_s), self.log)
 
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -90,8 +95,15 @@ class Publisher:
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
+        # A callable password (the password_file reader) is read again before every connection
+        # attempt and on `reread_password` (SIGHUP), so a rotated secret needs no restart.
+        self.username = username
+        self.password_source = password_source  # where the password comes from, for messages
+        self._password_reader = password if callable(password) else None
+        self._password = password() if callable(password) else password
+        self._password_error: str | None = None
         if username is not None:
-            self._client.username_pw_set(username, password)
+            self._client.username_pw_set(username, self._password)
         if tls:
             self._configure_tls(tls)
         self._client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)
@@ -182,6 +194,7 @@ class Publisher:
         with self._send_lock:
             self._commit_acks()
             self._sent.clear()
+            self.refused.closed([])
         self.outbox.requeue_inflight()
         with self._cond:
             self._connected = False
@@ -195,6 +208,8 @@ class Publisher:
             # this connection was made. Say so, so nobody reads it as the time of the loss.
             body.update(will=True, connected_at=body["ts"],
                         reason="connection lost: the broker published this Last Will; ts is the connect time")
+        if self.clash.suspected:
+            body["mqtt_warning"] = f"client id {self.client_id!r} clash suspected: another client uses it"
         if state == "online":
             try:
                 body.update(self.health())
@@ -207,19 +222,47 @@ class Publisher:
 
     # -- paho callbacks (network thread) ---------------------------------------------
 
+    def reread_password(self) -> None:
+        """Read the password source again (SIGHUP); used from the next connection attempt."""
+        if self._password_reader is None:
+            return
+        try:
+            password = self._password_reader()
+        except (OSError, UnicodeError) as exc:
+            if self._password_error != str(exc):
+                self._password_error = str(exc)
+                self.log.error("password file unreadable; keeping the password read before",
+                               source=self.password_source, error=str(exc))
+            return
+        self._password_error = None
+        if password != self._password:
+            self._password = password
+            self.log.info("broker password changed; used from the next connection", source=self.password_source)
+        if self.username is not None:
+            self._client.username_pw_set(self.username, self._password)
+
     def _on_pre_connect(self, client, userdata) -> None:
+        self.reread_password()
         # Re-armed before every attempt so the Will's ts is the time of this connection.
         client.will_set(self.topic("status"), self._status_payload("offline", will=True), qos=1, retain=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self._link_down(f"refused: {reason_code}")
+            reason = str(reason_code)
+            if reason in ("Not authorized", "Bad user name or password"):
+                who = f"user {self.username!r}" if self.username is not None else "anonymous clients (no mqtt.username)"
+                reason = (f"not authorized: the broker refused {who}"
+                          + (f" with the password from {self.password_source}" if self.password_source else "")
+                          + "; the password is read again before every attempt")
+            self._link_down(f"refused: {reason}")
             return
+        self.clash.connected()
         with self._send_lock:
             # Rows sent on the last connection may or may not have arrived: forget paho's
             # copies and resend from the oldest row, so order per sensor holds.
             client.drop_out_messages()
             self._commit_acks()
+            self.refused.closed(list(self._sent.values()))
             self._sent.clear()
             requeued = self.outbox.requeue_inflight()
             with self._cond:
@@ -239,7 +282,12 @@ class Publisher:
             with self._cond:
                 self._connected = False
             return
-        self._link_down(str(reason_code))
+        reason = str(reason_code)
+        if reason == "Unspecified error":  # MQTT 3.1.1 has no reason codes on a close
+            reason = "connection closed by the broker or the network (MQTT 3.1.1 gives no reason)"
+        if self.clash.closed(client, in_flight=bool(self._sent)):
+            reason = f"closed by the broker seconds after connecting: client id {self.client_id!r} clash suspected"
+        self._link_down(reason)
 
     def _link_down(self, reason: str) -> None:
         with self._cond:
@@ -264,6 +312,7 @@ class Publisher:
             mids, self._acked_mids = self._acked_mids, []
         # A mid not in _sent is a status message or a row from a dropped connection.
         rows = [self._sent.pop(mid) for mid in mids if mid in self._sent]
+        self.refused.acked(rows)
         if rows:
             self.outbox.ack(rows)
             self.published += len(rows)
@@ -297,16 +346,20 @@ class Publisher:
     def _send_window(self) -> None:
         """Publish the oldest ready rows until `max_inflight` await PUBACK."""
         with self._send_lock:
-            free = self.max_inflight - len(self._sent)
+            free = self.refused.window(self.max_inflight - len(self._sent), len(self._sent))
             if free <= 0 or not self.connected:
                 return
             for msg in self.outbox.claim(free):
+                size = self.refused.admit(msg)
+                if size is None:
+                    continue  # set aside: too large for this broker
                 info = self._client.publish(msg.topic, msg.payload, qos=1)
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     # Lost the connection (or paho's queue is full): the claimed rows stay
                     # in flight and are requeued on the next connect.
                     return
                 self._sent[info.mid] = msg.id
+                self.refused.sent(msg.id, size)
 
     def _configure_tls(self, tls: dict) -> None:
         self._client.tls_set(
@@ -319,3 +372,4 @@ class Publisher:
         if tls.get("insecure"):
             # Skips the host name check only (self-signed lab brokers); the chain is still verified.
             self._client.tls_insecure_set(True)
+

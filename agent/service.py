@@ -25,7 +25,7 @@ from agent.control import ControlServer, serve, socket_path
 from agent.health import CpuMeter, rss_mib
 from agent.hotswap import ModelManager
 from agent.logs import Every
-from agent.outbox import Outbox
+from agent.storage import Store
 from agent.pipeline import SensorPipeline
 from agent.publisher import Publisher
 from agent.records import Aggregate, Alert, iso_utc
@@ -60,7 +60,7 @@ class Service:
         self._unsaved_lock = threading.Lock()
         self._warn_put = Every(30.0)
         self.levels = AlertLevels(str(self.cfg.storage.dir))
-        self.outbox: Outbox | None = None
+        self.outbox: Store | None = None
         self.publisher: Publisher | None = None
         self.stall_s = STALL_S
         self._discovery = None
@@ -129,7 +129,7 @@ class Service:
             if isinstance(record, Alert):  # the status's levels and last alert changed
                 self.publisher.refresh_status()
                 self._status_file_due = True
-        dropped = sum(self.outbox.dropped.values())
+        dropped = sum(self.outbox.dropped.values()) - sum(self.outbox.rejected.values())  # by the bound
         if dropped > self._dropped_logged and self._warn_drop.ready():
             self._dropped_logged = dropped
             self.log.warning("outbox full: oldest aggregates dropped (alerts are kept)",
@@ -155,13 +155,19 @@ class Service:
         return Publisher(
             host=m.host, port=m.port, client_id=m.effective_client_id,
             topic_prefix=m.topic_prefix, device_id=self.cfg.device.id, keepalive=m.keepalive,
-            username=m.username, password=m.password(),
+            username=m.username, password=m.password, password_source=self._password_source(),
             tls={k: (str(v) if v is not None and k != 'insecure' else v) for k, v in m.tls.model_dump().items()} if m.tls else None,
             reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
             max_inflight=m.max_inflight, status_interval_s=m.status_interval_s,
             outbox=self.outbox, health=self.health, version=__version__, log=self.log,
-            retained=self._discovery_messages,
+            retained=self._discovery_messages, max_packet_bytes=m.max_packet_bytes,
         )
+
+    def _password_source(self) -> str | None:
+        m = self.cfg.mqtt
+        if m.password_file is not None:
+            return str(m.password_file)
+        return "the systemd credential mqtt-password" if os.environ.get("CREDENTIALS_DIRECTORY") else None
 
     def _discovery_messages(self) -> list[tuple[str, bytes]]:
         """Home Assistant discovery (off by default): retained, after every connect."""
@@ -180,6 +186,8 @@ class Service:
             model=self.models.initial(sensor_cfg), on_baseline=self._baseline_learned,
         )
         self.models.attach(sensor_cfg.name, pipeline)
+        if self.cfg.aggregates.features is not None:  # smaller rows for brokers with small limits
+            pipeline.aggregator.features = tuple(self.cfg.aggregates.features)
         levels = self.levels.levels(sensor_cfg.name)
         pipeline.policy.restore(levels.get("anomaly", "clear"))
         # Same for the ISO zone check: a zone C/D raised before a restart is cleared after it.
@@ -209,10 +217,14 @@ class Service:
         return reply
 
     def start(self) -> None:
-        os.makedirs(self.storage_dir, exist_ok=True)
+        try:
+            os.makedirs(self.storage_dir, exist_ok=True)
+        except OSError:
+            pass  # unusable storage: the Store below says why and runs on a memory queue
         self.control = serve(socket_path(self.storage_dir), self._control, self.log)  # first: see its umask
-        self.outbox = Outbox(os.path.join(self.storage_dir, "outbox.sqlite"), self.cfg.storage.max_outbox_mb * 2**20)
-        self._dropped_logged = sum(self.outbox.dropped.values())
+        # Never raises: a damaged file is moved aside, an unusable dir gives a memory queue.
+        self.outbox = Store(self.storage_dir, int(self.cfg.storage.max_outbox_mb * 2**20), self.log)
+        self._dropped_logged = sum(self.outbox.dropped.values()) - sum(self.outbox.rejected.values())
         pending = self.outbox.depth()
         self.log.info("outbox open", path=self.outbox.path, **pending)
         try:
@@ -277,6 +289,7 @@ class Service:
                         self.last_reload = {"ts": iso_utc(time.time()), "result": "failed", "errors": [str(exc)]}
                         self.notifier.ready(self.summary())
                 self._flush_unsaved()
+                self.outbox.retry()
                 self.models.poll()
                 if self.healthy():
                     if self.notifier.watchdog_interval:
@@ -369,6 +382,8 @@ class Service:
             self.publisher.stop()
             self.publisher = publisher
             self.publisher.start()
+        elif self.publisher is not None:
+            self.publisher.reread_password()  # a rotated password_file, same settings
         old_sensors = {s.name: s for s in old.sensors}
         new_sensors = {s.name: s for s in new.sensors}
         self.models.trusted_keys = [str(k) for k in new.models.trusted_keys]
@@ -413,7 +428,9 @@ class Service:
             "rss_mib": round(rss_mib(), 1),
             "cpu_percent": self.cpu.percent(),
             "sensors": sensors,
-            "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {}},
+            "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {},
+                       "rejected": dict(self.outbox.rejected) if self.outbox else {}},
+            "storage": self.outbox.state() if self.outbox else {},
             "config": {"path": self.config_path, "reload": self.last_reload},
         }
 

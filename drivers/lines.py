@@ -3,7 +3,11 @@
     b"0.012,-0.003,0.998,41.2\\n"       (``\\r\\n`` accepted, empty lines skipped)
 
 Serial reads cut lines anywhere, so the parser carries the incomplete tail to the next
-`feed`. A whole block of complete lines is parsed at once (one split, one numpy
+`feed`. A port opened (or re-opened) on a sensor that streams all the time joins it in the
+middle of a line, and that tail can parse as a whole but wrong sample (``-0.02962,...`` read
+from its third byte is ``02962,...``: 2962 g). So after every open or `reset` the bytes up to
+and including the first newline are discarded and counted (``bytes_skipped_at_open``); the
+cost is one sample per open, which no analysis window notices. A whole block of complete lines is parsed at once (one split, one numpy
 conversion); only a block that contains a bad line is walked line by line, so the bad
 lines can be dropped and counted while the good ones in the same block are kept.
 """
@@ -31,6 +35,10 @@ class LinesParser:
         Longest accepted line in bytes, without its line ending. Longer lines are
         dropped, and an over-long incomplete tail is discarded up to the next newline so
         a stream without newlines cannot grow the buffer.
+    at_boundary : bool
+        True only when the first byte fed is known to start a line (a file read from its
+        start, a test); a serial port never knows it, so the default discards up to the
+        first newline.
 
     Attributes
     ----------
@@ -39,20 +47,22 @@ class LinesParser:
         garbage), ``non_finite`` (nan, inf, overflow), ``too_long``.
     lines_ok : int
         Lines returned as rows so far.
+    bytes_skipped_at_open : int
+        Bytes discarded before the first line boundary after each open or `reset`.
 
     Examples
     --------
     >>> p = LinesParser(n_fields=2)
-    >>> p.feed(b"1.5,2\\r\\n3,4\\nbad\\n5,")
+    >>> p.feed(b"62,7\\n1.5,2\\r\\n3,4\\nbad\\n5,")
     array([[1.5, 2. ],
            [3. , 4. ]])
     >>> p.feed(b"6\\n")
     array([[5., 6.]])
-    >>> p.lines_ok, p.errors["bad_field_count"]
-    (3, 1)
+    >>> p.lines_ok, p.errors["bad_field_count"], p.bytes_skipped_at_open
+    (3, 1, 5)
     """
 
-    def __init__(self, n_fields: int, max_line: int = 256) -> None:
+    def __init__(self, n_fields: int, max_line: int = 256, at_boundary: bool = False) -> None:
         if n_fields < 1:
             raise ValueError(f"n_fields must be >= 1, got {n_fields}")
         self.n_fields = n_fields
@@ -61,6 +71,8 @@ class LinesParser:
         self.lines_ok = 0
         self._tail = b""
         self._discarding = False  # inside an over-long line, until its newline
+        self._syncing = not at_boundary  # joined the stream anywhere: wait for a line boundary
+        self.bytes_skipped_at_open = 0
 
     def feed(self, data: bytes) -> np.ndarray:
         """Parse `data` (any slice of the stream); return every complete valid line as a row.
@@ -71,12 +83,14 @@ class LinesParser:
             Shape ``(k, n_fields)``, float64, all finite; ``k`` may be 0.
         """
         data = bytes(data)
-        if self._discarding:
+        if self._discarding or self._syncing:
             newline = data.find(b"\n")
+            if self._syncing:
+                self.bytes_skipped_at_open += len(data) if newline < 0 else newline + 1
             if newline < 0:
                 return self._empty()
             data = data[newline + 1 :]
-            self._discarding = False
+            self._discarding = self._syncing = False
         buf = self._tail + data if self._tail else data
         end = buf.rfind(b"\n") + 1
         block, self._tail = buf[:end], buf[end:]
@@ -98,13 +112,16 @@ class LinesParser:
         return dict(self.errors)
 
     def counters(self) -> dict:
-        return {"lines_ok": self.lines_ok, "line_errors": dict(self.errors)}
+        return {"lines_ok": self.lines_ok, "line_errors": dict(self.errors),
+                "bytes_skipped_at_open": self.bytes_skipped_at_open}
 
     def reset(self) -> None:
         """Forget the incomplete tail, e.g. after the port reconnected: the old stream's
-        half line must not be glued to the new stream's first bytes."""
+        half line must not be glued to the new stream's first bytes, and the new stream's
+        first bytes are discarded up to its first newline (they may be half a line)."""
         self._tail = b""
         self._discarding = False
+        self._syncing = True
 
     def _parse_block(self, block: bytes) -> np.ndarray | None:
         """Fast path: the whole block in one conversion, or None when a line needs a closer look."""

@@ -7,6 +7,12 @@ pymodbus is imported here only, and only when a modbus sensor is configured.
 Registers are read in as few requests as possible (`plan_reads` merges neighbours), decoded by
 type, scaled, and named after the waveform features. Timeouts, replies that arrive garbled (CRC
 or framing errors), Modbus exception replies and retries are counted for the status topic.
+
+A unit that answers a request with an exception reply is there: only some register is wrong
+(a map for another firmware, a typo in `registers:`). The registers of that request are then
+read one by one; those the unit refuses are named once in the log with the exception and left
+out of the feature vector and of later polls (`bad_registers` in the status); the others are kept.
+(Left out rather than NaN: a NaN would read as a broken sensor in the health checks.)
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ from drivers.presets import Register
 
 MAX_SPAN = 125  # registers per read request (Modbus limit for function 03/04)
 MAX_HOLE = 16  # read across a hole this small rather than sending one more request
+EXCEPTIONS = {  # Modbus Application Protocol v1.1b3, section 7
+    1: "illegal function", 2: "illegal data address", 3: "illegal data value", 4: "server device failure",
+    5: "acknowledge", 6: "server device busy", 8: "memory parity error", 10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,8 @@ class ModbusSource:
                        "retries": 0}
         self.last_error: str | None = None
         self.last_poll_ms: float | None = None
+        self.bad_registers: dict[str, str] = {}  # name -> the exception the unit answers for it
+        self._exception: int | None = None  # code of the last exception reply, None otherwise
 
     @property
     def online(self) -> bool:
@@ -152,8 +165,13 @@ class ModbusSource:
         self.counts["polls"] += 1
         t0 = time.perf_counter()
         values: dict[str, float] = {}
-        for read in self.reads:
+        for read in list(self.reads):
             words = self._request(read)
+            if words is None and self._exception is not None:
+                if not self._isolate(read, values):
+                    self._set_online(False)
+                    return None
+                continue
             if words is None:
                 self._set_online(False)
                 return None
@@ -164,7 +182,8 @@ class ModbusSource:
         self.counts["polls_ok"] += 1
         self._set_online(True)
         # Feature order follows the register map, so aggregates and models see a stable layout.
-        return FeatureVector(self.sensor, time.time(), {r.name: values[r.name] for r in self.registers})
+        return FeatureVector(self.sensor, time.time(), {r.name: values[r.name] for r in self.registers
+                                                         if r.name in values})
 
     def _request(self, read: Read) -> list[int] | None:
         from pymodbus.exceptions import ModbusException
@@ -172,6 +191,7 @@ class ModbusSource:
         fn = self._client.read_holding_registers if read.table == "holding" \
             else self._client.read_input_registers
         self._rx_seen = False
+        self._exception = None
         try:
             response = fn(read.address, count=read.count, device_id=self.slave_id)
         except ModbusException as exc:
@@ -187,9 +207,31 @@ class ModbusSource:
         self.counts["retries"] += getattr(response, "retries", 0) or 0
         if response.isError():
             self.counts["exceptions"] += 1
-            self.last_error = f"modbus exception reply {response}"
+            self._exception = int(getattr(response, "exception_code", 0) or 0)
+            self.last_error = (f"modbus exception {self._exception} ({EXCEPTIONS.get(self._exception, 'unknown')}) "
+                               f"reading {read.table} registers {read.registers[0].number}.."
+                               f"{read.registers[-1].number} from unit {self.slave_id}")
             return None
         return list(response.registers)
+
+    def _isolate(self, read: Read, values: dict[str, float]) -> bool:
+        """`read` got an exception reply: read its registers one by one, keep the good ones'
+        values, name and drop the refused ones. False if the unit stopped answering meanwhile."""
+        for reg in read.registers:
+            words = self._request(Read(reg.table, reg.address, reg.count, (reg,)))
+            if words is None and self._exception is None:
+                return False  # a timeout, not a refusal: the poll failed
+            if words is not None:
+                values[reg.name] = decode(reg, words, self.word_order)
+                continue
+            why = f"exception {self._exception} ({EXCEPTIONS.get(self._exception, 'unknown')})"
+            self.bad_registers[reg.name] = why
+            if self.log:
+                self.log.error("modbus unit refuses a register; it is left out, the others are read",
+                               sensor=self.sensor, register=reg.number, name=reg.name, table=reg.table,
+                               slave_id=self.slave_id, reply=why)
+        self.reads = plan_reads([r for r in self.registers if r.name not in self.bad_registers])
+        return True
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if not sending and data:
@@ -219,6 +261,8 @@ class ModbusSource:
             out["last_poll_ms"] = round(self.last_poll_ms, 2)
         if self.last_error and not self._online:
             out["last_error"] = self.last_error
+        if self.bad_registers:
+            out["bad_registers"] = dict(self.bad_registers)
         return out
 
     def close(self) -> None:
