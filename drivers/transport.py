@@ -194,13 +194,6 @@ class SerialTransport:
                 self._unavailable_logged = True
             self._schedule_retry()
             return False
-        # Bytes the port buffered before we opened it are of unknown age, and a sender that
-        # found the buffer full has dropped blocks after them: reading them would date stale
-        # samples as now and show a sequence gap that is not a loss while we were reading.
-        try:
-            self._serial.reset_input_buffer()
-        except (OSError, serial.SerialException, NotImplementedError):
-            pass
         self._backoff = self.backoff_min
         self._unavailable_logged = False
         if self._opened_before:
