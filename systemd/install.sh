@@ -41,9 +41,9 @@ fi
 VENV=$DESTDIR$PREFIX/venv
 say "virtual environment $VENV"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-# shellcheck disable=SC2086 # PIP_ARGS is a list of words
 NO_COMPILE=
 [ -n "$DESTDIR" ] && NO_COMPILE=--no-compile  # compiled below, with the final paths
+# shellcheck disable=SC2086 # PIP_ARGS is a list of words
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check $NO_COMPILE $PIP_ARGS "$PACKAGE"
 if [ -n "$DESTDIR" ]; then
     # A venv records its own path in its scripts' #! lines and activate files, and the byte code
@@ -52,13 +52,14 @@ if [ -n "$DESTDIR" ]; then
         [ -L "$f" ] || sed -i "s#$VENV#$PREFIX/venv#g" "$f"
     done
     find "$VENV" -name __pycache__ -type d -prune -exec rm -rf {} +
+    # `|| true`: some packages ship files that are not Python 3 (test data); they stay uncompiled.
     "$VENV/bin/python" -m compileall -q -j 0 -s "$DESTDIR" -p / "$VENV/lib" >/dev/null || true
     if grep -rqF "$DESTDIR" "$VENV"; then
         die "the staged venv still names $DESTDIR: $(grep -rlF "$DESTDIR" "$VENV" | head -3)"
     fi
 fi
 install -d -m 0755 "$DESTDIR$PREFIX/share/doc"
-for doc in README.md systemd/README.md:SERVICE-INSTALL.md docs/service.md:service.md; do
+for doc in README.md systemd/README.md:SERVICE-INSTALL.md docs/service.md:service.md docs/mqtt.md:mqtt.md; do
     from=${doc%%:*}; to=${doc#*:}; [ "$to" = "$doc" ] && to=$(basename "$from")
     [ -f "$SRC/$from" ] && install -m 0644 "$SRC/$from" "$DESTDIR$PREFIX/share/doc/$to"
 done

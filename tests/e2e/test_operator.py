@@ -153,5 +153,7 @@ def test_aggregates_tick_on_the_clock_and_the_info_log_is_for_people(broker, tmp
     assert "window" not in names
     summaries = [e for e in events if e.get("event") == "summary"]
     assert len(summaries) >= len(aggs) and {s["windows"] for s in summaries} <= {0, 1}
+    assert any(e.get("event") == "config warning" and e["detail"].startswith("aggregates.interval: 2 s is shorter")
+               for e in events)  # `run` says at start what `config check` warns about
     milestones = [e["progress"] for e in events if e.get("event") == "learning baseline"]
     assert milestones and milestones == sorted(set(milestones)) and set(milestones) <= {"25%", "50%", "75%"}
