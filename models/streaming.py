@@ -17,7 +17,9 @@ Life of a per-sensor model (the daemon keeps one per sensor and saves `state()` 
    calibration is fitted: on leave-one-out scores of the learned vectors for a short baseline
    (at most `LOO_MAX` vectors, detectors without input context), else on the pool. The
    baseline is `suspect`, with a reason, when windows in ISO zone C/D were seen, when the
-   change came too early to keep anything, or when nothing could be learned.
+   change came too early to keep anything, or when nothing could be learned. A short baseline
+   drops a window whose leave-one-out score is a glitch (models/calibration.py) and is learned
+   again without it (`excluded.outlier`).
 3. Scoring: every vector gets a calibrated score in [0, 1] and the top-3 reasons. With
    `adapt_half_life_s` set, the detector keeps learning so the baseline follows slow healthy
    drift, but only from vectors scoring below `adapt_below` (the warning level); a frozen copy of
@@ -36,7 +38,7 @@ import numpy as np
 
 from models import registry
 from models.base import Detector
-from models.calibration import Calibrator
+from models.calibration import Calibrator, glitches
 from models.changepoint import regime_change
 from models.drift import DriftMonitor
 
@@ -235,6 +237,17 @@ class StreamingModel:
         contextual = getattr(self.detector, "observe", None) is not None  # leave-one-out would break its context
         if self._recent is not None and len(self._recent) >= 3 and not contextual:
             scores = self._loo_scores()
+            glitch = glitches(scores)
+            if glitch.any() and (~glitch).sum() >= 3:
+                # A window unlike all the others (a read across a line resync) would distort a short
+                # baseline's spread on its own: learn the baseline again without it.
+                self._recent = [r for r, g in zip(self._recent, glitch) if not g]
+                self.detector = registry.from_state(self._blank)
+                for _, x in self._recent:
+                    self.detector.learn(x)
+                self._n_learned = len(self._recent)
+                self._excluded["outlier"] = self._excluded.get("outlier", 0) + int(glitch.sum())
+                scores = self._loo_scores()
         else:
             scores = self._pool
         finite = [s for s in scores if math.isfinite(s)]
