@@ -32,7 +32,6 @@ def build_model(detector_cfg, alerts_cfg=None):
     `alerts:` section's levels also say when baseline drift is large (its mean score against the
     learned baseline at the alarm level) and when that ends (below the warning level)."""
     from models.registry import create
-    from models.streaming import StreamingModel
 
     detector = create(detector_cfg.type, **dict(detector_cfg.params))
     drift = {} if alerts_cfg is None else {"drift_large_at": alerts_cfg.alarm,

@@ -10,6 +10,7 @@ hour of learning takes seconds, and the figures are what the daemon does with th
     python bench/baseline.py far    [--seeds 3 --hours 3]  false alerts per hour, 10- and 100-window baselines
     python bench/baseline.py midfault [--seeds 3]          fault at 60 % of learning (120 s and 600 s)
     python bench/baseline.py changepoint [--seeds 10]      healthy learning runs: false regime changes
+    python bench/baseline.py calibration [--seeds 3]       short baselines on i.i.d. vectors: exceedance
     --empirical: the same with the empirical 99.9 % quantile calibration, for comparison
     --no-regime-test: the same without the regime-change test, for comparison
 """
@@ -170,9 +171,49 @@ def cmd_changepoint(args) -> None:
           f"(x{math.exp(changepoint.MIN_SHIFT):.1f})")
 
 
+def _iid_healthy(n: int, seed: int) -> list[dict[str, float]]:
+    """Independent healthy feature vectors (tests/test_detectors.py's shape): no slow cycles, so
+    the exceedance rate measures the calibration alone."""
+    rng = np.random.default_rng(seed)
+    load = rng.normal(0.0, 1.0, n)
+    rms = 0.05 * np.exp(0.1 * load + 0.05 * rng.normal(size=n))
+    return [{"ax.rms_g": float(r), "ax.kurtosis": float(3.0 + 0.2 * rng.normal()),
+             "ax.skewness": float(0.05 * rng.normal()),
+             "ax.band_10_100_g2": float(0.6 * r**2 * np.exp(0.05 * rng.normal())),
+             "ax.velocity_rms_mm_s": float(40.0 * r * np.exp(0.05 * rng.normal())),
+             "temp.mean_c": float(40.0 + 0.5 * x + 0.05 * rng.normal()),
+             "temp.slope_c_per_min": float(0.02 * rng.normal())} for r, x in zip(rms, load)]
+
+
+def cmd_calibration(args) -> None:
+    """Short baselines on i.i.d. healthy vectors: how often a healthy window reaches the warning
+    (0.5, meant to be 0.1 %), and the score of a fault (band energy x30, kurtosis x3)."""
+    from models import registry
+    from models.streaming import StreamingModel
+
+    print("| windows | calibration | healthy windows >= 0.5 (target 0.1 %) | >= 0.9 | fault score, median |")
+    print("|---|---|---|---|---|")
+    for n in (5, 10, 30, 100):
+        warn, alarm, faults, method = [], [], [], None
+        for seed in range(args.seeds * 10):
+            model = StreamingModel(registry.create("auto"), learn_seconds=n - 0.5)
+            for i, x in enumerate(_iid_healthy(n, seed)):
+                model.update(x, float(i))
+            fresh = _iid_healthy(500, 10_000 + seed)
+            scores = np.array([model.update(x, n + i)[0] for i, x in enumerate(fresh)])
+            method = model.calibrator.method
+            warn.append(np.mean(scores >= 0.5))
+            alarm.append(np.mean(scores >= 0.9))
+            f = {**fresh[0], "ax.band_10_100_g2": fresh[0]["ax.band_10_100_g2"] * 30,
+                 "ax.kurtosis": fresh[0]["ax.kurtosis"] * 3}
+            faults.append(model.update(f, 1e9)[0])
+        print(f"| {n} | {method} | {100 * np.mean(warn):.2f} % | {100 * np.mean(alarm):.2f} % | "
+              f"{np.median(faults):.2f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["delay", "far", "midfault", "changepoint"])
+    p.add_argument("what", choices=["delay", "far", "midfault", "changepoint", "calibration"])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--hours", type=float, default=3.0)
     p.add_argument("--fault", default="outer-race", help="midfault: the simulator's fault")
@@ -192,7 +233,8 @@ def main() -> None:
 
         models.calibration.exponential_tail = lambda *a: None
         models.streaming.LOO_MAX = -1
-    {"delay": cmd_delay, "far": cmd_far, "midfault": cmd_midfault, "changepoint": cmd_changepoint}[args.what](args)
+    {"delay": cmd_delay, "far": cmd_far, "midfault": cmd_midfault, "changepoint": cmd_changepoint,
+     "calibration": cmd_calibration}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ scores (5 scores: the tail sits 19 mean excesses above the median, against 6.2 f
 scale), so a short baseline warns only far outside what it saw. The exponential tail fits the
 scores of every detector here (a Mahalanobis distance, a max of z-scores, a T² + Q) from above
 well enough; a heavier true tail shows as false alarms, measured in bench/baseline.py.
+
+One glitch among few scores (a window read across a line resync) would set S on its own. With 3
+or more excesses, an excess above 20 times their median is left out first (and n and k counted
+without it): for exponential excesses that happens with probability 2 ** -20 each, so only a
+glitch is dropped, and the bound stays calibrated.
 """
 
 from __future__ import annotations
@@ -51,6 +56,23 @@ import numpy as np
 
 _LOG2_10 = math.log2(10.0)  # t ** p at score 0.9: 1 - 2**-log2(10) = 0.9
 _MIN_PARAMETRIC = 2  # scores above the median the exponential tail needs
+_GLITCH = 20.0  # an excess this many times the median excess is a glitch, not tail (P = 2**-20)
+
+
+def glitches(raw_scores) -> np.ndarray:
+    """Which scores are glitches: with 3 or more above the median, those whose excess over it is
+    more than 20 times the median excess (module docstring). A boolean mask, same length.
+
+    >>> glitches([1.0, 1.1, 1.2, 0.9, 1.3, 1.0, 500.0]).tolist()
+    [False, False, False, False, False, False, True]
+    """
+    s = np.asarray(raw_scores, dtype=float)
+    median = float(np.median(s)) if s.size else 0.0
+    excess = s - median
+    above = excess > 0
+    if above.sum() < 3:
+        return np.zeros(s.size, dtype=bool)
+    return excess > _GLITCH * np.median(excess[above])
 
 
 def exponential_tail(raw_scores, quantile: float) -> tuple[float, float, int] | None:
@@ -64,7 +86,9 @@ def exponential_tail(raw_scores, quantile: float) -> tuple[float, float, int] | 
     s = np.asarray(raw_scores, dtype=float)
     n = s.size
     median = float(np.median(s)) if n else 0.0
-    excess = s[s > median] - median
+    glitch = glitches(s)  # one glitch must not widen the tail of a short baseline (module docstring)
+    n -= int(glitch.sum())
+    excess = s[(s > median) & ~glitch] - median
     k = int(excess.size)
     if k < _MIN_PARAMETRIC:
         return None

@@ -8,16 +8,17 @@ Life of a per-sensor model (the daemon keeps one per sensor and saves `state()` 
    minimum number of vectors: a short span gives a short baseline, calibrated for its size
    (models/calibration.py). Each vector is scored *before* it is learned; those out-of-sample
    raw scores (minus the first `cold_start_fraction` of the phase, when a model that has seen a
-   handful of vectors scores everything high) are the healthy sample for the calibration and
-   for the regime-change test. A vector the caller marks `exclude=` (the agent: ISO 10816 zone
-   C/D, implausible samples in its window) is scored but never learned, and counted.
-2. End of learning: the change-point test (models/changepoint.py) looks for a step up in those
-   scores. When the learning data changed regime, the detector goes back to the snapshot taken
-   before the change (one every 10 % of the phase) and keeps only the healthy part. Then the
-   calibration is fitted: on leave-one-out scores of the learned vectors for a short baseline
-   (at most `LOO_MAX` vectors, detectors without input context), else on the pool. The
-   baseline is `suspect`, with a reason, when windows in ISO zone C/D were seen, when the
-   change came too early to keep anything, or when nothing could be learned.
+   handful of vectors scores everything high) are the healthy sample for the calibration. A
+   vector the caller marks `exclude=` (the agent: ISO 10816 zone C/D, implausible samples in its
+   window) is scored but never learned, and counted.
+2. End of learning: a change-point test (models/changepoint.py) looks for a step up in the
+   scores a *probe* (the detector frozen after the cold start) gave the later windows. On a
+   regime change the detector goes back to the snapshot taken before it (one every 10 % of the
+   phase): only the healthy part is kept. The calibration is fitted on leave-one-out scores for
+   a short baseline (at most `LOO_MAX` vectors, detectors without input context; a glitch
+   window is dropped and the baseline learned again without it, `excluded.outlier`), else on
+   the pool. The baseline is `suspect`, with a reason, when windows in ISO zone C/D were seen,
+   when the change came too early to keep anything, or when nothing could be learned.
 3. Scoring: every vector gets a calibrated score in [0, 1] and the top-3 reasons. With
    `adapt_half_life_s` set, the detector keeps learning so the baseline follows slow healthy
    drift, but only from vectors scoring below `adapt_below` (the warning level); a frozen copy of
@@ -36,7 +37,7 @@ import numpy as np
 
 from models import registry
 from models.base import Detector
-from models.calibration import Calibrator
+from models.calibration import Calibrator, glitches
 from models.changepoint import regime_change
 from models.drift import DriftMonitor
 
@@ -104,10 +105,8 @@ class StreamingModel:
         self._pool: list[float] = []
         self._pool_ts: list[float] = []
         self._pool_probe: list[float] = []  # the same windows scored by the probe (NaN before it exists)
-        self._probe: Detector | None = None  # frozen copy of the detector at the end of the cold start
-        self._probe_ts: float | None = None
-        self._pool_seen = 0
-        self._stride = 1
+        self._probe: Detector | None = None  # the detector frozen at the end of the cold start
+        self._pool_seen, self._stride = 0, 1
         self._recent: list | None = []  # (ts, vector) learned, while at most LOO_MAX
         self._snapshots: list[tuple[float, int, dict]] = []  # (ts, n_learned, detector state)
         self._excluded: dict[str, int] = {}
@@ -166,7 +165,7 @@ class StreamingModel:
         # scores every later learning window, and never absorbs a new regime as the learning
         # detector does within a few windows (the regime-change test runs on its scores).
         if self._probe is None and self._n_learned >= 3:
-            self._probe, self._probe_ts = registry.from_state(self.detector.state()), ts
+            self._probe = registry.from_state(self.detector.state())
         probe = self._probe.score(x) if self._probe is not None else math.nan
         # Keep every `stride`-th score; when full, drop every other one and double the stride.
         if self._pool_seen % self._stride == 0:
@@ -182,7 +181,8 @@ class StreamingModel:
             self._calibrator = Calibrator.fit(self._pool, self.quantile, self.alarm_ratio)
 
     def _learn(self, x: dict[str, float], ts: float) -> None:
-        if len(self._snapshots) < _SNAPSHOTS and ts - self._t0 >= len(self._snapshots) * self.learn_seconds / _SNAPSHOTS:
+        due = len(self._snapshots) * self.learn_seconds / _SNAPSHOTS  # one every 10 % of the phase
+        if len(self._snapshots) < _SNAPSHOTS and ts - self._t0 >= due:
             self._snapshots.append((ts, self._n_learned, self.detector.state()))
         self.detector.learn(x)
         self._n_learned += 1
@@ -236,6 +236,17 @@ class StreamingModel:
         contextual = getattr(self.detector, "observe", None) is not None  # leave-one-out would break its context
         if self._recent is not None and len(self._recent) >= 3 and not contextual:
             scores = self._loo_scores()
+            glitch = glitches(scores)
+            if glitch.any() and (~glitch).sum() >= 3:
+                # A window unlike all the others (a read across a line resync) would distort a short
+                # baseline's spread on its own: learn the baseline again without it.
+                self._recent = [r for r, g in zip(self._recent, glitch) if not g]
+                self.detector = registry.from_state(self._blank)
+                for _, x in self._recent:
+                    self.detector.learn(x)
+                self._n_learned = len(self._recent)
+                self._excluded["outlier"] = self._excluded.get("outlier", 0) + int(glitch.sum())
+                scores = self._loo_scores()
         else:
             scores = self._pool
         finite = [s for s in scores if math.isfinite(s)]
@@ -347,15 +358,13 @@ class StreamingModel:
             "n_learned": self._n_learned, "n_adapted": self._n_adapted,
             "pool": self._pool, "pool_ts": self._pool_ts, "pool_seen": self._pool_seen, "stride": self._stride,
             "pool_probe": [None if math.isnan(v) else v for v in self._pool_probe],
-            "probe": None if self._probe is None else self._probe.state(), "probe_ts": self._probe_ts,
+            "probe": None if self._probe is None else self._probe.state(),
             "recent": None if self._recent is None else [[t, x] for t, x in self._recent],
             "snapshots": [list(s) for s in self._snapshots],
             "excluded": self._excluded,
             "calibrator": None if self._calibrator is None else self._calibrator.to_dict(),
             "ready": self._ready, "baseline_state": self._state, "reason": self._reason,
-            "learned_at": self._learned_at,
-            "blank": self._blank,
-            "detector": self.detector.state(),
+            "learned_at": self._learned_at, "blank": self._blank, "detector": self.detector.state(),
             "reference": None if self._reference is None else self._reference.state(),
             "drift": None if self._drift is None else self._drift.state(),
         }
@@ -375,11 +384,8 @@ class StreamingModel:
             cold_start_fraction=state["cold_start_fraction"],
             drift_large_at=state.get("drift_large_at", 0.9), drift_clear_below=state.get("drift_clear_below", 0.5),
         )
-        m._t0 = state["t0"]
-        m._n_learned = int(state["n_learned"])
-        m._pool = [float(s) for s in state["pool"]]
-        m._pool_seen = int(state["pool_seen"])
-        m._stride = int(state["stride"])
+        m._t0, m._n_learned, m._pool_seen = state["t0"], int(state["n_learned"]), int(state["pool_seen"])
+        m._pool, m._stride = [float(s) for s in state["pool"]], int(state["stride"])
         m._calibrator = None if state["calibrator"] is None else Calibrator.from_dict(state["calibrator"])
         m._ready = bool(state["ready"])
         if fmt == 1:
@@ -388,19 +394,16 @@ class StreamingModel:
             m._pool_ts = [m._t0 or 0.0] * len(m._pool)  # unknown: no regime test on this pool
             m._pool_probe = [math.nan] * len(m._pool)
             return m
-        m._last_ts = state["last_ts"]
-        m._n_adapted = int(state["n_adapted"])
+        m._last_ts, m._n_adapted = state["last_ts"], int(state["n_adapted"])
         m._pool_ts = [float(t) for t in state["pool_ts"]]
         m._pool_probe = [math.nan if v is None else float(v) for v in state["pool_probe"]]
         m._probe = None if state["probe"] is None else registry.from_state(state["probe"])
-        m._probe_ts = state["probe_ts"]
         m._recent = None if state["recent"] is None else [(float(t), dict(x)) for t, x in state["recent"]]
         m._snapshots = [(float(t), int(n), dict(d)) for t, n, d in state["snapshots"]]
         m._excluded = {str(k): int(v) for k, v in state["excluded"].items()}
         m._state, m._reason, m._learned_at = state["baseline_state"], state["reason"], state["learned_at"]
         m._blank = state["blank"]
-        if state["reference"] is not None:
-            m._reference = registry.from_state(state["reference"])
+        m._reference = None if state["reference"] is None else registry.from_state(state["reference"])
         if state["drift"] is not None:
             m._drift = DriftMonitor(m.drift_large_at, m.drift_clear_below)
             m._drift.restore(state["drift"])

@@ -209,3 +209,14 @@ def test_drift_monitor_state_round_trip() -> None:
     e = DriftMonitor()
     e.restore(json.loads(json.dumps(d.state())))
     assert [e.update(0.9, t) for t in range(100, 300)] == [d.update(0.9, t) for t in range(100, 300)]
+
+
+def test_a_glitch_window_in_a_short_baseline_is_dropped_not_learned() -> None:
+    vectors = healthy_vectors(30, seed=11)
+    glitch = {**vectors[0], "ax.kurtosis": 2000.0, "ax.rms_g": 5.0}  # a read across a line resync
+    model = StreamingModel(registry.create("auto"), learn_seconds=24 * STEP - 0.1)
+    feed(model, [glitch] + vectors[1:25])
+    b = model.baseline()
+    assert b["excluded"] == {"outlier": 1} and b["windows"] == 23 and b["state"] == "ready"
+    assert model.update(faulty(vectors[26], 30.0), ts=30 * STEP)[0] > 0.9
+    assert model.update(vectors[27], ts=31 * STEP)[0] < 0.5
