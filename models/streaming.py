@@ -22,10 +22,10 @@ Life of a per-sensor model (the daemon keeps one per sensor and saves `state()` 
 3. Scoring: every vector gets a calibrated score in [0, 1] and the top-3 reasons. With
    `adapt_half_life_s` set, the detector keeps learning so the baseline follows slow healthy
    drift, but only from vectors scoring below `adapt_below` (the warning level); a frozen copy of
-   the learned baseline watches for drift (models/drift.py).
+   the learned baseline watches for drift (models/drift.py). A novelty detector (models/rarity.py:
+   a fixed score map, no probe nor regime test, learns every record while adapting) is told its cadence.
 
-Non-finite features are dropped before scoring (the detector treats them as typical) and such
-a vector is never learned, so one NaN cannot poison the baseline.
+Non-finite features are dropped before scoring (treated as typical) and such a vector is never learned.
 """
 
 from __future__ import annotations
@@ -50,9 +50,7 @@ EXCLUDE_SUSPECT = ("iso10816",)  # exclusion reasons that make a baseline suspec
 
 def iso8601(ts: float | None) -> str | None:
     """ISO 8601 UTC with milliseconds, e.g. 2026-11-30T15:45:39.292Z (None stays None)."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 class StreamingModel:
@@ -164,7 +162,7 @@ class StreamingModel:
         # The probe: the detector frozen once the cold start is over (and it has 3 vectors); it
         # scores every later learning window, and never absorbs a new regime as the learning
         # detector does within a few windows (the regime-change test runs on its scores).
-        if self._probe is None and self._n_learned >= 3:
+        if self._probe is None and self._n_learned >= 3 and not self.detector.novelty:
             self._probe = registry.from_state(self.detector.state())
         probe = self._probe.score(x) if self._probe is not None else math.nan
         # Keep every `stride`-th score; when full, drop every other one and double the stride.
@@ -182,7 +180,7 @@ class StreamingModel:
 
     def _learn(self, x: dict[str, float], ts: float) -> None:
         due = len(self._snapshots) * self.learn_seconds / _SNAPSHOTS  # one every 10 % of the phase
-        if len(self._snapshots) < _SNAPSHOTS and ts - self._t0 >= due:
+        if len(self._snapshots) < _SNAPSHOTS and ts - self._t0 >= due and not self.detector.novelty:
             self._snapshots.append((ts, self._n_learned, self.detector.state()))
         self.detector.learn(x)
         self._n_learned += 1
@@ -290,12 +288,8 @@ class StreamingModel:
     # -- every vector ------------------------------------------------------------------------
     def update(self, x: dict[str, float], ts: float,
                exclude: str | None = None) -> tuple[float, bool, list[tuple[str, float, float]]]:
-        """Score one feature vector (then learn it when allowed).
-
-        `exclude`: a reason this vector must not be learned ("iso10816", "implausible"); it is
-        scored all the same. Returns (calibrated score in [0, 1], ready, top-3 reasons as
-        (feature, value, contribution)).
-        """
+        """Score one feature vector, then learn it when allowed (never with `exclude`, a reason:
+        "iso10816", "implausible"). Returns (score in [0, 1], ready, top-3 (feature, value, contribution))."""
         finite = {k: float(v) for k, v in x.items() if v is not None and math.isfinite(v)}
         if not finite:
             return 0.0, self._ready, []
@@ -307,11 +301,8 @@ class StreamingModel:
             self._finish_learning(ts)
 
         raw = self.detector.score(finite)
-        fixed = self.detector.calibration
-        if fixed is not None:  # a surprise with one meaning on every stream: nothing to fit
-            score01 = fixed(raw)
-        else:
-            score01 = self._calibrator(raw) if self._calibrator is not None else 0.0
+        cal = self.detector.calibration or self._calibrator  # a fixed map (models/base.py), or fitted
+        score01 = cal(raw) if cal is not None else 0.0
         contrib = self.detector.explain(finite)
         top = sorted(contrib.items(), key=lambda kv: kv[1], reverse=True)[:3]
         reason = [(k, finite[k], round(c, 4)) for k, c in top]
@@ -324,8 +315,7 @@ class StreamingModel:
                     self._collect(raw, ts, finite)
                 self._learn(finite, ts)
         else:
-            # With adaptation on, a novelty model learns every record (models/base.py); off
-            # (adapt_half_life_s null, replay --train-rows N) freezes every model.
+            # Adaptation on: a novelty model learns every record; off (null, replay --train-rows N) freezes all.
             learn = self.adapt_half_life_s and (self.detector.novelty or score01 < self.adapt_below)
             if complete and not exclude and learn:
                 self.detector.learn(finite)
