@@ -348,59 +348,10 @@ class Service:
             self.log.warning("could not write the local status file", error=str(exc))
 
     def reload(self) -> None:
-        """SIGHUP: validate first; rebuild only what changed; learned baselines survive."""
-        self.notifier.reloading()
-        try:
-            new = load_config(self.config_path)
-        except ConfigError as exc:
-            for line in exc.errors:
-                self.log.error("reload refused, invalid config; keeping the running one", error=line)
-            self.last_reload = {"ts": iso_utc(time.time()), "result": "refused", "errors": list(exc.errors)[:5]}
-            self.notifier.ready(self.summary())
-            return
-        old, self.cfg = self.cfg, new
-        self.last_reload = {"ts": iso_utc(time.time()), "result": "applied"}
-        if new.logging != old.logging:
-            from agent import logs
+        """SIGHUP: agent/reload.py."""
+        from agent.reload import reload
 
-            logs.configure(new.logging.level, new.logging.format)
-        if new.storage != old.storage:
-            self.log.warning("storage settings change on restart only; keeping the open outbox",
-                             dir=str(old.storage.dir))
-            self.cfg = new.model_copy(update={"storage": old.storage})
-        if new.mqtt != old.mqtt or new.device != old.device:
-            try:
-                publisher = self._make_publisher()  # before stopping the old one: TLS files, password
-            except Exception as exc:
-                self.cfg = old
-                self.log.error("reload refused, mqtt settings unusable; keeping the running config",
-                               error=str(exc))
-                self.last_reload = {"ts": iso_utc(time.time()), "result": "refused", "errors": [str(exc)]}
-                self.notifier.ready(self.summary())
-                return
-            self.log.info("mqtt settings changed; reconnecting")
-            self.publisher.stop()
-            self.publisher = publisher
-            self.publisher.start()
-        elif self.publisher is not None:
-            self.publisher.reread_password()  # a rotated password_file, same settings
-        old_sensors = {s.name: s for s in old.sensors}
-        new_sensors = {s.name: s for s in new.sensors}
-        self.models.trusted_keys = [str(k) for k in new.models.trusted_keys]
-        same_rest = new.aggregates == old.aggregates and new.device == old.device
-        for name, scfg in old_sensors.items():
-            if same_rest and self.models.retarget(self.workers.get(name), scfg, new_sensors.get(name)):
-                continue  # only the bundle changed: verified and swapped in place, or refused
-            if new_sensors.get(name) != scfg or new.aggregates != old.aggregates or new.device != old.device:
-                self._stop_worker(name)
-        for name, scfg in new_sensors.items():
-            if name not in self.workers and not self._start_worker(scfg) and name in old_sensors:
-                self.log.error("keeping the previous configuration of this sensor", sensor=name)
-                self._start_worker(old_sensors[name])
-        if new.homeassistant != old.homeassistant or (new.homeassistant.enabled and old_sensors.keys() != new_sensors.keys()):
-            self.publisher.announce()  # Home Assistant discovery follows the new sensor list
-        self.log.info("configuration reloaded", sensors=list(new_sensors))
-        self.notifier.ready(self.summary())
+        reload(self)
 
     # -- health ----------------------------------------------------------------------------
     def health(self) -> dict:
