@@ -1,4 +1,4 @@
-"""`pdm-agent replay`: run recorded data through the daemon's pipeline, offline (SPEC section 6).
+"""`pdm-agent replay`: run recorded data through the daemon's pipeline, offline (contract: docs/replay.md).
 
     pdm-agent replay INPUT --out FILE.csv [--config FILE] [--columns A,B,...] [--train-rows N]
                      [--rate HZ] [--plot FILE.png]

@@ -1,4 +1,4 @@
-"""Replay (SPEC section 6): readers, the output contract, --train-rows, the online univariate detector."""
+"""Replay (docs/replay.md): readers, the output contract, --train-rows, the online univariate detector."""
 
 from __future__ import annotations
 
