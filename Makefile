@@ -11,7 +11,7 @@ run: $(VENV)/.installed
 	$(BIN)/pdm-agent run --config config.yaml
 
 test: $(VENV)/.installed-test install-mosquitto install-systemd-tools
-	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m pytest
+	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m pytest -n 4 --dist loadfile --durations=15
 
 check: $(VENV)/.installed
 	$(BIN)/pdm-agent config check --config config.yaml

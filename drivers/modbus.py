@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import logging
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
 from agent.records import FeatureVector
 from drivers.presets import Register
+
+# pymodbus is imported lazily (only Modbus sensors pay for it), from worker threads. Its package
+# imports are circular, so two threads importing it for the first time at once can see a partly
+# initialised module (ImportError): every lazy pymodbus import takes this lock.
+PYMODBUS_IMPORT = threading.Lock()
 
 MAX_SPAN = 125  # registers per read request (Modbus limit for function 03/04)
 MAX_HOLE = 16  # read across a hole this small rather than sending one more request
@@ -186,7 +192,8 @@ class ModbusSource:
                                                          if r.name in values})
 
     def _request(self, read: Read) -> list[int] | None:
-        from pymodbus.exceptions import ModbusException
+        with PYMODBUS_IMPORT:
+            from pymodbus.exceptions import ModbusException
 
         fn = self._client.read_holding_registers if read.table == "holding" \
             else self._client.read_input_registers
@@ -270,7 +277,8 @@ class ModbusSource:
 
 
 def _make_client(port: str, baudrate: int, parity: str, timeout: float, retries: int, trace):
-    from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+    with PYMODBUS_IMPORT:
+        from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
     # pymodbus logs every failed request at ERROR; we count them and log state changes instead.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

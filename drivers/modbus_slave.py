@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from drivers.modbus import encode, plan_reads
+from drivers.modbus import PYMODBUS_IMPORT, encode, plan_reads
 from drivers.presets import Preset, get_preset
 from drivers.pty_server import link_error, _install_signal_handlers, open_pty_link
 
@@ -133,8 +133,9 @@ async def _serve(tx: SimulatedTransmitter, spec: Preset, slave_id: int, port: st
                  stop: threading.Event, duration: float | None) -> None:
     import logging
 
-    from pymodbus.server import ModbusSerialServer
-    from pymodbus.simulator import DataType, SimData, SimDevice
+    with PYMODBUS_IMPORT:  # the test suite runs a slave and a client in one process
+        from pymodbus.server import ModbusSerialServer
+        from pymodbus.simulator import DataType, SimData, SimDevice
 
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # its deprecation chatter is not ours
     t0 = time.monotonic()
