@@ -94,8 +94,9 @@ LEVELS = ("clear", "warning", "alarm")
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One alert event (the MQTT contract: docs/mqtt.md). `id` is derived from what the event is, so a
-    re-send after a crash carries the same id and subscribers can de-duplicate."""
+    """One alert event (the MQTT contract: docs/mqtt.md). `id` is derived from what the event is (its
+    time and its content), so a re-send after a crash carries the same id and subscribers can
+    de-duplicate, and two different events never share one, even when a clock step repeats a ts."""
 
     ts: float
     device: str
@@ -110,7 +111,11 @@ class Alert:
 
     def __post_init__(self) -> None:
         if not self.id:
-            object.__setattr__(self, "id", stable_id(self.device, self.sensor, self.kind, self.level, self.ts))
+            # Content too, not only the time: after a wall clock steps back, another event can carry
+            # the same ts, and one id must never name two different messages.
+            object.__setattr__(self, "id", stable_id(self.device, self.sensor, self.kind, self.level, self.ts,
+                                                     float(self.score), float(self.threshold), self.model,
+                                                     repr(tuple(self.reason))))
 
     def payload(self) -> dict:
         return {
@@ -142,7 +147,8 @@ class Aggregate:
 
     def __post_init__(self) -> None:
         if not self.id:
-            object.__setattr__(self, "id", stable_id(self.device, self.sensor, "aggregate", self.ts))
+            object.__setattr__(self, "id", stable_id(self.device, self.sensor, "aggregate", self.ts, self.count,
+                                                     repr(sorted((k, sorted(v.items())) for k, v in self.features.items()))))
 
     def payload(self) -> dict:
         return {

@@ -56,4 +56,16 @@ def test_alert_payload_fields_and_stable_id():
     assert payload["level"] == "alarm" and payload["threshold"] == 0.9
     assert payload["reason"][0]["feature"] == "ax.kurtosis"
     again = AlertPolicy(PolicyConfig(debounce_n=1, debounce_m=1), device="gw", sensor="pump1")
-    assert again.update(Score("pump1", 100.0, 0.97, True, "det@1")).id == alert.id
+    assert again.update(Score("pump1", 100.0, 0.97, True, "det@1", (("ax.kurtosis", 9.0, 0.7),))).id == alert.id
+    # After the wall clock steps back, another event at the same ts must not reuse the id.
+    other = AlertPolicy(PolicyConfig(debounce_n=1, debounce_m=1), device="gw", sensor="pump1")
+    assert other.update(Score("pump1", 100.0, 0.95, True, "det@1", (("ax.rms_g", 2.0, 0.6),))).id != alert.id
+
+
+def test_aggregate_ids_differ_for_different_content_at_the_same_ts():
+    from agent.records import Aggregate
+
+    a = Aggregate(60.0, "gw", "pump1", 60.0, 14, {"ax.rms_g": {"mean": 1.0, "min": 0.9, "max": 1.2}})
+    same = Aggregate(60.0, "gw", "pump1", 60.0, 14, {"ax.rms_g": {"mean": 1.0, "min": 0.9, "max": 1.2}})
+    other = Aggregate(60.0, "gw", "pump1", 60.0, 3, {"ax.rms_g": {"mean": 0.5, "min": 0.4, "max": 0.6}})
+    assert a.id == same.id and a.id != other.id
