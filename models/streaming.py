@@ -39,6 +39,7 @@ from models import registry
 from models.base import Detector
 from models.calibration import Calibrator, glitches
 from models.changepoint import regime_change
+from models.clock import ObservedClock
 from models.drift import DriftMonitor
 
 _POOL_MAX = 20_000  # healthy raw scores kept for calibration (decimated beyond, memory stays bounded)
@@ -98,6 +99,7 @@ class StreamingModel:
         self._blank = detector.state()  # the untrained detector, for leave-one-out refits
         self._t0: float | None = None
         self._last_ts: float | None = None
+        self._clock = ObservedClock()  # learning counts observed data (models/clock.py), not ts - t0
         self._n_learned = 0
         self._n_adapted = 0
         self._pool: list[float] = []
@@ -134,11 +136,7 @@ class StreamingModel:
         """{"state": "learning" | "ready" | "suspect", "progress": 0..1, "windows": vectors learned
         into the baseline, "learned_at": ISO 8601 | None, "reason": str | None, ...} plus
         "excluded" (vectors not learned, by reason), "calibration" and, once scoring, "drift"."""
-        if self._state == "learning":
-            span = 0.0 if self._t0 is None or self._last_ts is None else self._last_ts - self._t0
-            progress = min(1.0, max(0.0, span / self.learn_seconds))
-        else:
-            progress = 1.0
+        progress = min(1.0, self._clock.observed / self.learn_seconds) if self._state == "learning" else 1.0
         out = {"state": self._state, "progress": round(progress, 4), "windows": self._n_learned,
                "learned_at": iso8601(self._learned_at), "reason": self._reason,
                "excluded": dict(self._excluded)}
@@ -180,7 +178,7 @@ class StreamingModel:
 
     def _learn(self, x: dict[str, float], ts: float) -> None:
         due = len(self._snapshots) * self.learn_seconds / _SNAPSHOTS  # one every 10 % of the phase
-        if len(self._snapshots) < _SNAPSHOTS and ts - self._t0 >= due and not self.detector.novelty:
+        if len(self._snapshots) < _SNAPSHOTS and self._clock.observed >= due and not self.detector.novelty:
             self._snapshots.append((ts, self._n_learned, self.detector.state()))
         self.detector.learn(x)
         self._n_learned += 1
@@ -265,11 +263,11 @@ class StreamingModel:
         self._probe = None
         self._ready = self._calibrator is not None or (fixed and self._n_learned > 0)
         if hasattr(self.detector, "set_cadence") and self._n_learned:  # models/rarity.py: rate-aware history
-            self.detector.set_cadence((ts - self._t0) / self._n_learned)
+            self.detector.set_cadence(self._clock.observed / self._n_learned)
         self._learned_at = ts
         if self.adapt_half_life_s and hasattr(self.detector, "half_life") and self._n_learned:
             # The detector counts in vectors; convert with the rate seen while learning.
-            rate = self._n_learned / max(ts - self._t0, 1e-9)
+            rate = self._n_learned / max(self._clock.observed, 1e-9)
             self._reference = registry.from_state(self.detector.state())
             self.detector.half_life = self.adapt_half_life_s * rate
         if self._ready and self._reference is not None:
@@ -297,7 +295,7 @@ class StreamingModel:
         if self._t0 is None:
             self._t0 = ts
         self._last_ts = ts
-        if self._state == "learning" and ts - self._t0 >= self.learn_seconds:
+        if self._state == "learning" and self._clock.advance(ts) >= self.learn_seconds:
             self._finish_learning(ts)
 
         raw = self.detector.score(finite)
@@ -311,7 +309,7 @@ class StreamingModel:
             if exclude:
                 self._excluded[exclude] = self._excluded.get(exclude, 0) + 1
             elif complete:
-                if ts - self._t0 >= self.cold_start_fraction * self.learn_seconds:
+                if self._clock.observed >= self.cold_start_fraction * self.learn_seconds:
                     self._collect(raw, ts, finite)
                 self._learn(finite, ts)
         else:
@@ -344,7 +342,7 @@ class StreamingModel:
             "quantile": self.quantile, "alarm_ratio": self.alarm_ratio, "adapt_below": self.adapt_below,
             "cold_start_fraction": self.cold_start_fraction,
             "drift_large_at": self.drift_large_at, "drift_clear_below": self.drift_clear_below,
-            "t0": self._t0, "last_ts": self._last_ts,
+            "t0": self._t0, "last_ts": self._last_ts, "clock": self._clock.state(),
             "n_learned": self._n_learned, "n_adapted": self._n_adapted,
             "pool": self._pool, "pool_ts": self._pool_ts, "pool_seen": self._pool_seen, "stride": self._stride,
             "pool_probe": [None if math.isnan(v) else v for v in self._pool_probe],
@@ -385,6 +383,7 @@ class StreamingModel:
             m._pool_probe = [math.nan] * len(m._pool)
             return m
         m._last_ts, m._n_adapted = state["last_ts"], int(state["n_adapted"])
+        m._clock = ObservedClock.from_state(state.get("clock"), m._last_ts)
         m._pool_ts = [float(t) for t in state["pool_ts"]]
         m._pool_probe = [math.nan if v is None else float(v) for v in state["pool_probe"]]
         m._probe = None if state["probe"] is None else registry.from_state(state["probe"])
