@@ -56,10 +56,10 @@ class SensorHealth:
         self._last_data: float | None = None
         self._out: list[str] = []
         self.out_of_range_count = 0
-        self.started = time.time()
+        self.started = time.monotonic()  # durations: a wall-clock step must not make a sensor stuck or offline
 
     def observe(self, values: dict[str, float], now: float | None = None) -> None:
-        now = time.time() if now is None else now
+        now = time.monotonic() if now is None else now
         self._last_data = now
         out = []
         for name, v in values.items():
@@ -80,7 +80,7 @@ class SensorHealth:
         return DEFAULT_RANGES.get(suffix, (float("-inf"), float("inf")))
 
     def report(self, online: bool, now: float | None = None, counters: dict | None = None) -> dict:
-        now = time.time() if now is None else now
+        now = time.monotonic() if now is None else now
         last = self._last_data if self._last_data is not None else self.started
         silent = now - last
         stuck = sorted(n for n, t in self._since.items() if now - t >= self.cfg.stuck_after_s)

@@ -44,3 +44,19 @@ def test_a_backward_step_and_a_restart_neither_end_nor_stretch_learning() -> Non
     first = ready.index(True) + 80
     assert LEARN - STEP <= first * STEP <= LEARN + 3 * STEP
     assert restored.calibrator is not None
+
+
+def test_a_wall_clock_step_makes_no_sensor_stuck_or_offline(monkeypatch) -> None:
+    import time
+
+    from agent import sensor_health
+    from agent.config import parse_config
+
+    cfg = parse_config("device: {id: g}\nsensors: [{name: p, protocol: sim}]\n")
+    health = sensor_health.from_sensor_config(cfg.sensors[0])
+    health.observe({"temp.mean_c": 40.0})
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 7 * 86400.0)  # NTP steps a week forward
+    health.observe({"temp.mean_c": 40.0})
+    report = health.report(online=True)
+    assert report["state"] == "ok" and report["stuck"] == []
