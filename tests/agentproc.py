@@ -31,8 +31,12 @@ def start_simulator(link: Path, *, rate: int = 3200, fault: str | None = None, f
     if fault:
         args += ["--fault", fault, "--fault-at", str(fault_at)]
     out = open(log, "wb") if log else subprocess.DEVNULL
-    proc = pdm_agent(*args, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
+    return wait_for_link(pdm_agent(*args, stdout=out, stderr=subprocess.STDOUT), link)
+
+
+def wait_for_link(proc: subprocess.Popen, link: Path, timeout: float = 10) -> subprocess.Popen:
+    """`proc` once the simulator it runs has created its pty symlink `link`; RuntimeError otherwise."""
+    deadline = time.monotonic() + timeout
     while not link.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"simulator did not create {link} (exit {proc.poll()})")

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
-from agentproc import assert_clean_exit, pdm_agent, stop, write_config
+from agentproc import assert_clean_exit, pdm_agent, stop, wait_for_link, write_config
 from broker import Subscriber
 
 
@@ -15,10 +14,7 @@ def test_binary_frames_from_simulator_to_mqtt(broker, tmp_path):
     link = tmp_path / "ttyACM0"
     sim = pdm_agent("simulate", "--link", str(link), "--protocol", "frames", "--rate", "3200",
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not link.exists():
-        assert sim.poll() is None and time.monotonic() < deadline, "simulator did not start"
-        time.sleep(0.05)
+    wait_for_link(sim, link)
     sensor = {"name": "motor3", "port": str(link), "protocol": "frames", "baudrate": 460800, "sample_rate": 3200,
               "channels": ["ax", "ay", "az", "temp"], "window": {"size": 2048, "hop": 1024},
               "detector": {"learn_seconds": 600}}

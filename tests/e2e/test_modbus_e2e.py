@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 import pytest
-from agentproc import assert_clean_exit, pdm_agent, stop, write_config
+from agentproc import assert_clean_exit, pdm_agent, stop, wait_for_link, write_config
 from broker import Subscriber
 
 VELOCITY = 3.5  # mm/s: ISO 10816-3 zone C for group 2 on a rigid foundation (2.8-4.5)
@@ -27,10 +26,7 @@ def test_modbus_slave_values_iso_alert_and_offline(preset, broker, tmp_path):
     sim = pdm_agent("simulate", "--link", str(link), "--protocol", "modbus", "--preset", preset,
                     "--velocity", str(VELOCITY), "--baudrate", "115200",
                     stdout=open(tmp_path / "sim.log", "wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while not link.exists():
-        assert sim.poll() is None and time.monotonic() < deadline, "simulator did not start"
-        time.sleep(0.05)
+    wait_for_link(sim, link)
     sensor = {"name": "pump1", "port": str(link), "protocol": "modbus", "preset": preset, "baudrate": 115200,
               "poll_interval": 0.2, "timeout": 0.3, "retries": 0, "detector": {"learn_seconds": 600}}
     config = write_config(tmp_path / "config.yaml", broker=broker, storage=tmp_path / "state",

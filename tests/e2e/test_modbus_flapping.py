@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from agentproc import assert_clean_exit, pdm_agent, stop, write_config
+from agentproc import assert_clean_exit, pdm_agent, stop, wait_for_link, write_config
 from broker import Subscriber
 
 
@@ -21,10 +21,7 @@ def test_short_gaps_are_counted_not_alerted(broker, tmp_path):
     link = tmp_path / "ttyRS485"
     sim = pdm_agent("simulate", "--link", str(link), "--protocol", "modbus", "--preset", "qm30vt2",
                     "--baudrate", "115200", stdout=open(tmp_path / "sim.log", "wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while not link.exists():
-        assert sim.poll() is None and time.monotonic() < deadline, "simulator did not start"
-        time.sleep(0.05)
+    wait_for_link(sim, link)
     # Contract keys and product defaults but the port, baud rate and a 1 s poll (the case's setting).
     sensor = {"name": "pump1", "port": str(link), "protocol": "modbus", "preset": "qm30vt2", "baudrate": 115200,
               "poll_interval": 1.0}
