@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from agent import config_rules as R
+from agent.privacy import PrivacyConfig
 
 __all__ = [
     "AggregatesConfig",
@@ -164,6 +165,8 @@ class StorageConfig(Section):
         json_schema_extra={"default": DEFAULT_STATE_DIR},
     )
     max_outbox_mb: float = Field(64, gt=0, le=R.OUTBOX_MB_MAX, description="disk bound for messages buffered while offline")
+    encrypt: bool = Field(False, description="learned baselines and installed bundles encrypted at rest (AES-GCM)")
+    key_file: Optional[Path] = Field(None, description="32+ random bytes; default: $CREDENTIALS_DIRECTORY/model-key")
 
 
 class WindowConfig(Section):
@@ -409,6 +412,7 @@ class AggregatesConfig(Section):
     interval: float = Field(60, ge=R.AGGREGATE_INTERVAL_MIN_S, le=86_400, description="seconds per published aggregate")
     features: Optional[list[Annotated[str, Field(min_length=1)]]] = Field(
         None, min_length=1, description="feature names or patterns (*.rms_g) to publish; null = all; score always")
+    privacy: Optional[PrivacyConfig] = Field(None, description="differential-privacy noise on aggregates; null = exact")
 
 
 class LoggingConfig(Section):

@@ -18,6 +18,7 @@ import time
 from collections import deque
 
 from agent import __version__
+from agent import privacy_setup
 from agent import status_file
 from agent.alert_state import AlertLevels
 from agent.config import Config, ConfigError, load_config
@@ -70,6 +71,7 @@ class Service:
         self._status_text = ""
         self.control: ControlServer | None = None
         self._save_due: set[str] = set()  # sensors whose baseline just finished learning
+        self.sealer = self.privatizer = None  # set in start(): storage.encrypt, aggregates.privacy
 
     # -- signals: set a flag, nothing more -------------------------------------------------
     def install_signals(self) -> None:
@@ -186,6 +188,7 @@ class Service:
             model=self.models.initial(sensor_cfg), on_baseline=self._baseline_learned,
         )
         self.models.attach(sensor_cfg.name, pipeline)
+        pipeline.sealer, pipeline.aggregator.privacy = self.sealer, self.privatizer  # agent/privacy_setup.py
         if self.cfg.aggregates.features is not None:  # smaller rows for brokers with small limits
             pipeline.aggregator.features = tuple(self.cfg.aggregates.features)
         levels = self.levels.levels(sensor_cfg.name)
@@ -217,6 +220,8 @@ class Service:
         return reply
 
     def start(self) -> None:
+        self.sealer, self.privatizer = privacy_setup.at_start(self.cfg, self.storage_dir, self.log)  # exit 2 on a key problem
+        self.models.sealer = self.sealer
         try:
             os.makedirs(self.storage_dir, exist_ok=True)
         except OSError:
