@@ -37,11 +37,11 @@ def _entry_name(manifest: dict) -> str:
 
 def install(bundle_dir: str, sensor_cfg, storage_dir: str, trusted_keys, sealer) -> str:
     """Verify and store a bundle for one sensor; returns the stored path. Raises BundleError."""
-    from agent.hotswap import sensor_features
+    from agent.features import FeatureSpec, feature_names
     from models.bundle import MANIFEST, SIGNATURE, BundleError, verify
 
     bundle = verify(bundle_dir, [str(k) for k in trusted_keys])
-    names, features = list(bundle.manifest["features"]["names"]), sensor_features(sensor_cfg)
+    names, features = list(bundle.manifest["features"]["names"]), feature_names(FeatureSpec.of_sensor(sensor_cfg))
     if names != features:
         raise BundleError(f"features do not match sensor {sensor_cfg.name!r} (bundle has {len(names)}, "
                           f"sensor {len(features)})")

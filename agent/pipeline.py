@@ -174,7 +174,7 @@ class SensorPipeline:
         if not isinstance(self.model, StreamingModel):
             return False
         self.model = build_model(self.cfg.detector, self.cfg.alerts)
-        self._taint = (0, 0)
+        self._taint, self.refused = (0, 0), None
         if self.log:
             self.log.warning("baseline reset: learning a new baseline", sensor=self.sensor,
                              learn_seconds=self.cfg.detector.learn_seconds)

@@ -1,33 +1,45 @@
-"""What `storage.encrypt` and `aggregates.privacy` need at start, before anything is read or written.
+"""What `storage.encrypt` and `aggregates.privacy` need when sensors are built.
 
-`at_start` returns the `Sealer` (agent/sealed.py) and the `Privatizer` (agent/privacy.py) the
-service hands to each sensor's pipeline, or raises `ConfigError` (exit 2) when the key is missing,
-too short, or not the one the stored files were sealed with: nothing learned is overwritten then.
+`sealer` runs first at start, before anything is read or written: it returns the `Sealer`
+(agent/sealed.py) or raises `ConfigError` (exit 2) when the key is missing, too short, or not the
+one the stored files were sealed with, so nothing learned is overwritten. `privatizer` gives each
+sensor's aggregator the `Privatizer` (agent/privacy.py) for the current settings: one shared by
+all sensors, built anew when a reload changes `aggregates.privacy`.
 """
 
 from __future__ import annotations
 
 from agent import sealed
 
+_built: dict = {}  # settings (JSON) -> Privatizer: the OpenDP measurements are built once
 
-def at_start(cfg, storage_dir: str, log):
-    """(sealer or None, privatizer or None) for the config; `ConfigError` on a key problem."""
+
+def sealer(cfg, storage_dir: str, log):
+    """The Sealer for `storage`, or None when encryption is off; `ConfigError` on a key problem."""
     from agent.config import ConfigError
 
     try:
-        sealer = sealed.from_config(cfg.storage)
-        sealed.check_key(storage_dir, sealer)
+        found = sealed.from_config(cfg.storage)
+        sealed.check_key(storage_dir, found)
     except sealed.KeyProblem as exc:
         raise ConfigError([str(exc)]) from None
-    if sealer is not None:
-        log.info("learned baselines and installed bundles are encrypted at rest", key=sealer.source,
-                 key_id=sealer.key_id.hex())
-    privatizer = None
-    if cfg.aggregates.privacy is not None:
+    if found is not None:
+        log.info("learned baselines and installed bundles are encrypted at rest", key=found.source,
+                 key_id=found.key_id.hex())
+    return found
+
+
+def privatizer(cfg, log):
+    """The Privatizer for `aggregates.privacy`, or None when it is not set."""
+    p = cfg.aggregates.privacy
+    if p is None:
+        return None
+    key = p.model_dump_json()
+    if key not in _built:
         from agent.privacy import Privatizer
 
-        privatizer = Privatizer(cfg.aggregates.privacy, log)
-        p = cfg.aggregates.privacy
+        _built.clear()
+        _built[key] = Privatizer(p, log)
         log.info("aggregates carry differential-privacy noise", mechanism=p.mechanism, epsilon=p.epsilon,
-                 **({"delta": p.delta} if p.delta is not None else {}), library=privatizer.library)
-    return sealer, privatizer
+                 **({"delta": p.delta} if p.delta is not None else {}), library=_built[key].library)
+    return _built[key]

@@ -71,7 +71,6 @@ class Service:
         self._status_text = ""
         self.control: ControlServer | None = None
         self._save_due: set[str] = set()  # sensors whose baseline just finished learning
-        self.sealer = self.privatizer = None  # set in start(): storage.encrypt, aggregates.privacy
 
     # -- signals: set a flag, nothing more -------------------------------------------------
     def install_signals(self) -> None:
@@ -188,7 +187,7 @@ class Service:
             model=self.models.initial(sensor_cfg), on_baseline=self._baseline_learned,
         )
         self.models.attach(sensor_cfg.name, pipeline)
-        pipeline.sealer, pipeline.aggregator.privacy = self.sealer, self.privatizer  # agent/privacy_setup.py
+        pipeline.sealer, pipeline.aggregator.privacy = self.models.sealer, privacy_setup.privatizer(self.cfg, self.log)
         if self.cfg.aggregates.features is not None:  # smaller rows for brokers with small limits
             pipeline.aggregator.features = tuple(self.cfg.aggregates.features)
         levels = self.levels.levels(sensor_cfg.name)
@@ -220,8 +219,7 @@ class Service:
         return reply
 
     def start(self) -> None:
-        self.sealer, self.privatizer = privacy_setup.at_start(self.cfg, self.storage_dir, self.log)  # exit 2 on a key problem
-        self.models.sealer = self.sealer
+        self.models.sealer = privacy_setup.sealer(self.cfg, self.storage_dir, self.log)  # exit 2 on a key problem
         try:
             os.makedirs(self.storage_dir, exist_ok=True)
         except OSError:

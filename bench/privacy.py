@@ -11,7 +11,8 @@ Reported per feature: the median over intervals and draws of |noisy - exact| / |
 and for the max. Two publication sets: every feature of the sensor (29 features + score = 90
 statistics share epsilon), and four (ax/ay/az.rms_g and temp.mean_c, via `aggregates.features`).
 
-    python bench/privacy.py [--minutes 60] [--seeds 2] [--draws 5] [--mechanism laplace|gaussian]
+    python bench/privacy.py [--minutes 60] [--seeds 2] [--draws 5] [--mechanism laplace|gaussian] [--interval 60]
+    python bench/privacy.py --import-rss [--path DIR ...]   RSS each DP library adds when imported
 """
 
 from __future__ import annotations
@@ -57,10 +58,10 @@ class _Recorder:
         return {}, None
 
 
-def record(minutes: int, seed: int) -> list[tuple[list[str], np.ndarray]]:
+def record(minutes: int, seed: int, interval: float = INTERVAL) -> list[tuple[list[str], np.ndarray]]:
     cfg = SensorConfig(name="pump1", protocol="sim", sample_rate=RATE, channels=list(CHANNELS),
                        detector={"learn_seconds": 600})
-    pipe = SensorPipeline(device="bench", sensor_cfg=cfg, aggregate_interval=INTERVAL, emit=lambda r: None)
+    pipe = SensorPipeline(device="bench", sensor_cfg=cfg, aggregate_interval=interval, emit=lambda r: None)
     rec = _Recorder()
     pipe.aggregator.privacy = rec
     machine = Machine(rate=RATE, seed=seed)
@@ -95,16 +96,64 @@ def utility(intervals, eps: float, mechanism: str, keep, draws: int) -> dict[str
     return {n: (statistics.median(m), statistics.median(x)) for n, (m, x) in errs.items()}
 
 
+_PROBE = """
+import sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+import numpy  # the daemon has it loaded already
+before = rss()
+if sys.argv[1] == "opendp":
+    import opendp.prelude as dp
+    dp.enable_features("contrib")
+    m = dp.m.make_laplace(dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float), scale=1.0)
+    m([0.0] * 6)
+else:
+    from diffprivlib.mechanisms import Laplace
+    Laplace(epsilon=1.0, sensitivity=1.0).randomise(0.0)
+print(f"{before:.1f} {rss():.1f}")
+"""
+
+
+def import_rss(paths: list[str]) -> None:
+    """Median over 3 fresh interpreters of the RSS a library adds (import + one Laplace draw)."""
+    import os
+    import subprocess
+
+    print("| library | RSS before (numpy loaded) MiB | after import + one draw MiB | added MiB |")
+    print("|---|---|---|---|")
+    for lib in ("opendp", "diffprivlib"):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)} if paths else None
+        runs = []
+        for _ in range(3):
+            r = subprocess.run([sys.executable, "-c", _PROBE, lib], capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                print(f"| {lib} | does not import: {r.stderr.strip().splitlines()[-1][:120]} | | |")
+                break
+            runs.append(tuple(map(float, r.stdout.split())))
+        if len(runs) == 3:
+            b, a = statistics.median(x[0] for x in runs), statistics.median(x[1] for x in runs)
+            print(f"| {lib} | {b:.1f} | {a:.1f} | {a - b:.1f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--import-rss", action="store_true", help="measure the RSS each DP library adds at import")
+    ap.add_argument("--path", action="append", default=[], help="with --import-rss: where a library is installed "
+                    "(pip install --target DIR ...)")
     ap.add_argument("--minutes", type=int, default=60)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--mechanism", choices=("laplace", "gaussian"), default="laplace")
+    ap.add_argument("--interval", type=float, default=INTERVAL, help="aggregates.interval (default: the product's 60 s)")
     args = ap.parse_args(argv)
-    intervals = [iv for seed in range(1, args.seeds + 1) for iv in record(args.minutes, seed)]
+    if args.import_rss:
+        import_rss(args.path)
+        return 0
+    intervals = [iv for seed in range(1, args.seeds + 1) for iv in record(args.minutes, seed, args.interval)]
     counts = [len(d) for _n, d in intervals]
-    print(f"{len(intervals)} intervals of {INTERVAL:g} s, windows per interval median {statistics.median(counts)}; "
+    print(f"{len(intervals)} intervals of {args.interval:g} s, windows per interval median {statistics.median(counts)}; "
           f"mechanism {args.mechanism}; {args.draws} draws per interval")
     sets = {"all features": lambda n: any(fnmatchcase(n, p) for p in BOUNDS) or n == "score",
             "4 features": lambda n: n in FEW or n == "score"}
