@@ -66,6 +66,10 @@ def config_warnings(cfg: Config, text: str, source: str) -> list[str]:
             found.append((("aggregates", "interval"),
                           f"{interval:g} s is shorter than sensor {sensor.name}'s {what}: "
                           f"some aggregates will have count 0"))
+    if cfg.aggregates.privacy is not None:
+        from agent.privacy import unpublished
+
+        found += unpublished(cfg)  # features without bounds are not published
     out = []
     for loc, message in found:
         key = loc

@@ -102,3 +102,14 @@ def test_exact_aggregates_carry_no_privacy_block():
     agg.add(FeatureVector("pump1", 1.0, {"ax.rms_g": 1.0}), 0.2)
     [a] = agg.add(FeatureVector("pump1", 12.0, {"ax.rms_g": 1.0}), 0.1)
     assert "privacy" not in a.payload() and a.features["ax.rms_g"]["mean"] == 1.0
+
+
+def test_config_check_names_the_features_privacy_will_not_publish():
+    from agent.config import parse_config
+    from agent.config_warnings import config_warnings
+
+    text = ("device: {id: gw}\nsensors:\n  - {name: p1, protocol: sim}\naggregates:\n  features: ['*.rms_g', "
+            "'temp.*']\n  privacy:\n    epsilon: 1\n    bounds: {'*.rms_g': [0, 0.5]}\n")
+    [warning] = config_warnings(parse_config(text), text, "c.yaml")
+    assert warning == ("aggregates.privacy.bounds: 2 of sensor p1's features have no bounds and are not published: "
+                       "temp.mean_c, temp.slope_c_per_min (c.yaml:8)")
