@@ -113,3 +113,16 @@ def test_config_check_names_the_features_privacy_will_not_publish():
     [warning] = config_warnings(parse_config(text), text, "c.yaml")
     assert warning == ("aggregates.privacy.bounds: 2 of sensor p1's features have no bounds and are not published: "
                        "temp.mean_c, temp.slope_c_per_min (c.yaml:8)")
+
+
+def test_privacy_without_the_library_is_refused_with_the_install_command(monkeypatch):
+    from agent import privacy
+    from agent.config import ConfigError, parse_config
+
+    monkeypatch.setattr(privacy.importlib.util, "find_spec", lambda name: None)
+    text = ("device: {id: gw}\nsensors:\n  - {name: p1, protocol: sim}\naggregates:\n  privacy:\n    epsilon: 1\n"
+            "    bounds: {'*.rms_g': [0, 0.5]}\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert "aggregates.privacy: needs the OpenDP library, which is not installed: pip install 'pdm-agent[privacy]'" \
+        in str(info.value)
