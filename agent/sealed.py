@@ -200,7 +200,13 @@ def read(path: str, role: str, sensor: str, sealer: Sealer | None, log=None) -> 
         return sealer.open(role, sensor, blob)
     except (Refused, KeyProblem) as exc:
         aside = f"{sealed}.refused-{_stamp()}"
-        os.replace(sealed, aside)
+        try:
+            os.replace(sealed, aside)
+        except OSError as move:  # e.g. a read-only state directory: then nothing overwrites it either
+            if log:
+                log.error(f"encrypted {role} refused, not loaded; it could not be moved aside", sensor=sensor,
+                          path=sealed, reason=str(exc), error=move.strerror or str(move))
+            raise Refused(f"{exc}; left in place ({move.strerror or move})") from None
         if log:
             log.error(f"encrypted {role} refused; moved aside for inspection, not loaded", sensor=sensor,
                       path=sealed, moved_to=aside, reason=str(exc))
