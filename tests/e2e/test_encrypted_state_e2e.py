@@ -144,7 +144,7 @@ def test_tampered_or_swapped_baseline_is_refused_reported_kept_and_learned_anew(
         kept = {e["sensor"]: e["moved_to"] for e in errors}
         assert open(kept["pump1"], "rb").read() == bytes(tampered), "the evidence was not kept as found"
         assert open(kept["pump2"], "rb").read() == two_bytes
-        again = wait_until(lambda: (b := _baseline(sub, "pump1")).get("state") == "ready" and b, 40,
+        again = wait_until(lambda: (b := _baseline(sub, "pump1", live=True)).get("state") == "ready" and b, 40,
                            what="pump1 learned anew")
         assert again["learned_at"] != first["pump1"]["learned_at"]
         assert not any(e.get("event") == "learned baseline restored" for e in log_events(log))
