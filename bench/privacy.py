@@ -13,6 +13,7 @@ statistics share epsilon), and four (ax/ay/az.rms_g and temp.mean_c, via `aggreg
 
     python bench/privacy.py [--minutes 60] [--seeds 2] [--draws 5] [--mechanism laplace|gaussian] [--interval 60]
     python bench/privacy.py --import-rss [--path DIR ...]   RSS each DP library adds when imported
+    python bench/privacy.py --release-cost                  time per release, RSS over 6000 releases
 """
 
 from __future__ import annotations
@@ -137,9 +138,29 @@ def import_rss(paths: list[str]) -> None:
             print(f"| {lib} | {b:.1f} | {a:.1f} | {a - b:.1f} |")
 
 
+def release_cost(n: int = 6000) -> None:
+    """Time per release of one 60 s aggregate of every feature (90 statistics), and RSS over n releases."""
+    import time
+
+    def rss():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+    priv = Privatizer(PrivacyConfig(epsilon=1.0, bounds={"*": (0, 1)}))
+    names = [f"f{i}" for i in range(29)] + ["score"]
+    data = np.random.default_rng(0).uniform(0, 1, (15, 30))
+    priv.release("s", names, data, lambda n: True)
+    r0, t0 = rss(), time.perf_counter()
+    for _ in range(n):
+        priv.release("s", names, data, lambda n: True)
+    print(f"{1000 * (time.perf_counter() - t0) / n:.1f} ms per release of 90 statistics; RSS {r0:.1f} -> {rss():.1f} MiB "
+          f"over {n} releases")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--import-rss", action="store_true", help="measure the RSS each DP library adds at import")
+    ap.add_argument("--release-cost", action="store_true", help="time and RSS of 6000 releases")
     ap.add_argument("--path", action="append", default=[], help="with --import-rss: where a library is installed "
                     "(pip install --target DIR ...)")
     ap.add_argument("--minutes", type=int, default=60)
@@ -150,6 +171,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.import_rss:
         import_rss(args.path)
+        return 0
+    if args.release_cost:
+        release_cost()
         return 0
     intervals = [iv for seed in range(1, args.seeds + 1) for iv in record(args.minutes, seed, args.interval)]
     counts = [len(d) for _n, d in intervals]
