@@ -17,8 +17,7 @@ taken from the learned baseline would publish the baseline's extremes). For n wi
   distance 3k (scale b = 3k / epsilon, i.e. epsilon split evenly; Dwork & Roth 2014, Thm 3.6), or
   Gaussian with L2 distance sqrt(3k), its zCDP converted to (epsilon, delta) by OpenDP
   (Bun & Steinke 2016; Canonne, Kamath & Steinke 2020). The noisy values are multiplied back and
-  clamped to [L, U], and min / max moved to the mean when noise put them on its wrong side
-  (post-processing costs no privacy).
+  clamped to [L, U] (post-processing costs no privacy).
 
 OpenDP samples on exact arithmetic (discrete Laplace / Gaussian on a 2^k grid, so no
 floating-point leak, Mironov 2012) from the operating system's secure random source. It is
@@ -39,6 +38,7 @@ from pydantic_core import PydanticCustomError
 
 SCORE_BOUNDS = (0.0, 1.0)  # the score is in [0, 1] by definition: a bound that does not depend on data
 EXTRA = "pip install 'pdm-agent[privacy]'"
+STATISTICS = ("mean", "min", "max")
 
 
 def _rule(at: tuple, message: str) -> PydanticCustomError:
@@ -168,9 +168,8 @@ class Privatizer:
         noisy = np.asarray(measurement(list(np.asarray(values) / sens_arr))) * sens_arr
         features = {}
         for j, (_i, name, (low, high)) in enumerate(chosen):
-            mean, lo, hi = (min(max(float(v), low), high) for v in noisy[3 * j:3 * j + 3])
-            # The mean is the most accurate of the three: min and max are kept on its sides.
-            features[name] = {"mean": mean, "min": min(lo, mean), "max": max(hi, mean)}
+            got = [min(max(float(v), low), high) for v in noisy[3 * j:3 * j + 3]]
+            features[name] = dict(zip(STATISTICS, got))
         return features, self.block({name: bound for _i, name, bound in chosen})
 
     def _tell(self, sensor: str, unbounded: list[str]) -> None:

@@ -36,14 +36,12 @@ def test_laplace_scale_is_sensitivity_times_statistics_over_epsilon():
     # 2 features (f and the score) x mean/min/max = 6 statistics released together: b = 6 / epsilon
     # per unit of sensitivity; mean sensitivity (U - L) / n, max sensitivity U - L.
     n, width = 50, 10.0
-    f = np.r_[np.full(n - 1, 3.0), 7.0]  # mean 3.08, max 7: noise far from the bounds and from each other
-    data = np.column_stack([f, np.full(n, 0.5)])
+    data = np.column_stack([np.full(n, 5.0), np.full(n, 0.5)])
     for eps, stat, sensitivity in ((6.0, "mean", width / n), (100.0, "max", width)):
         priv = Privatizer(PrivacyConfig(epsilon=eps, bounds={"f": (0, 10)}))
         assert priv.scale(6) == pytest.approx(6 / eps, rel=1e-6)
-        b = 6 / eps * sensitivity  # 0.2 and 0.6: >= 5 b from any clamp, so post-processing hardly matters
-        exact = float(f.mean()) if stat == "mean" else float(f.max())
-        noise = _draws(priv, data, stat) - exact
+        b = 6 / eps * sensitivity  # 0.2 and 0.6: well inside the bounds (5 +- 5), clamping hardly matters
+        noise = _draws(priv, data, stat) - 5.0
         # Laplace(b): E|X| = b, median |X| = b ln 2, mean 0.
         assert np.mean(np.abs(noise)) == pytest.approx(b, rel=0.1)
         assert np.median(np.abs(noise)) == pytest.approx(b * math.log(2), rel=0.15)
@@ -77,7 +75,6 @@ def test_values_are_clipped_and_released_within_bounds_with_the_privacy_block():
         for name, stats in features.items():
             low, high = block["bounds"][name]
             assert all(low <= v <= high for v in stats.values()), (name, stats)
-            assert stats["min"] <= stats["mean"] <= stats["max"], (name, stats)
     assert block["mechanism"] == "laplace" and block["epsilon"] == 0.5 and "delta" not in block
     assert block["bounds"] == {"ax.rms_g": [0.0, 2.0], "temp.mean_c": [0.0, 120.0], "score": [0.0, 1.0]}
     assert block["unit"] == "window" and block["library"].startswith("opendp ")

@@ -46,7 +46,6 @@ def test_noised_aggregates_reach_the_subscriber_with_their_privacy_block(broker,
             low, high = p["bounds"][name]
             assert set(stats) == {"mean", "min", "max"}
             assert all(low <= v <= high for v in stats.values()), (name, stats)
-            assert stats["min"] <= stats["mean"] <= stats["max"], (name, stats)
     said = [e for e in log_events(log) if e.get("event") == "aggregates.privacy: features without bounds are not published"]
     assert said and said[0]["count"] == 29 - 4, "the unpublished features must be said"
     assert any(e.get("event") == "aggregates carry differential-privacy noise" for e in log_events(log))
