@@ -66,10 +66,9 @@ def config_warnings(cfg: Config, text: str, source: str) -> list[str]:
             found.append((("aggregates", "interval"),
                           f"{interval:g} s is shorter than sensor {sensor.name}'s {what}: "
                           f"some aggregates will have count 0"))
-    if cfg.aggregates.privacy is not None:
-        from agent.privacy import unpublished
+    from agent.privacy_setup import warnings as privacy_warnings
 
-        found += unpublished(cfg)  # features without bounds are not published
+    found += privacy_warnings(cfg)  # unbounded features not published; bundles left unencrypted
     out = []
     for loc, message in found:
         key = loc

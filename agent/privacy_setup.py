@@ -43,3 +43,24 @@ def privatizer(cfg, log):
         log.info("aggregates carry differential-privacy noise", mechanism=p.mechanism, epsilon=p.epsilon,
                  **({"delta": p.delta} if p.delta is not None else {}), library=_built[key].library)
     return _built[key]
+
+
+def warnings(cfg) -> list[tuple[tuple, str]]:
+    """`config check` warnings (key path, message): features privacy will not publish for want of
+    bounds, and, with `storage.encrypt`, bundles named directly (they stay unencrypted)."""
+    import os
+
+    out = []
+    if cfg.aggregates.privacy is not None:
+        from agent.privacy import unpublished
+
+        out += unpublished(cfg)
+    if cfg.storage.encrypt:
+        installed = os.path.abspath(os.path.join(str(cfg.storage.dir), "bundles"))
+        for i, s in enumerate(cfg.sensors):
+            path = s.detector.bundle
+            if path is not None and not os.path.abspath(str(path)).startswith(installed + os.sep):
+                out.append((("sensors", i, "detector", "bundle"),
+                            f"{path} is read as it is and stays unencrypted (storage.encrypt covers installed "
+                            f"bundles: pdm-agent model install {path} --sensor {s.name})"))
+    return out

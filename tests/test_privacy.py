@@ -126,3 +126,16 @@ def test_privacy_without_the_library_is_refused_with_the_install_command(monkeyp
         parse_config(text)
     assert "aggregates.privacy: needs the OpenDP library, which is not installed: pip install 'pdm-agent[privacy]'" \
         in str(info.value)
+
+
+def test_config_check_says_a_bundle_named_directly_stays_unencrypted(tmp_path):
+    from agent.config import parse_config
+    from agent.config_warnings import config_warnings
+
+    state = tmp_path / "state"
+    text = (f"device: {{id: gw}}\nstorage: {{dir: {state}, encrypt: true}}\nmodels: {{trusted_keys: [k.pub]}}\n"
+            f"sensors:\n  - {{name: p1, protocol: sim, detector: {{bundle: /opt/b1}}}}\n"
+            f"  - {{name: p2, protocol: sim, detector: {{bundle: {state}/bundles/p2}}}}\n")
+    assert config_warnings(parse_config(text), text, "c.yaml") == [
+        "sensors[0].detector.bundle: /opt/b1 is read as it is and stays unencrypted (storage.encrypt covers "
+        "installed bundles: pdm-agent model install /opt/b1 --sensor p1) (c.yaml:5)"]
