@@ -27,7 +27,7 @@ import math
 import os
 import time
 
-from agent.features import FeatureSpec, feature_names
+from models.features import FeatureSpec, feature_names
 
 
 def _fingerprint(path: str) -> tuple:

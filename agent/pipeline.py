@@ -17,7 +17,7 @@ from typing import Callable
 from agent import iso10816, sensor_health
 from agent.aggregates import Aggregator
 from agent.alert_state import condition
-from agent.features import FeatureSpec, extract
+from models.features import FeatureSpec, extract
 from agent.log_summary import LearningLog, summary_fields
 from agent.policy import AlertPolicy, PolicyConfig
 from agent.records import Aggregate, Alert, FeatureVector, Frame, Score
@@ -269,7 +269,7 @@ class SensorPipeline:
     def spec_names(self) -> list[str]:
         """What a saved baseline was learned on: a baseline is reused only for the same
         protocol, preset/register map and feature set (a different map = different features)."""
-        from agent.features import feature_names
+        from models.features import feature_names
 
         cfg = self.cfg
         source = [f"protocol={cfg.protocol}", f"preset={cfg.preset}", f"registers={cfg.registers!r}",

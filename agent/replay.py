@@ -7,7 +7,7 @@ INPUT is a CSV of low-rate records (each row is a feature vector already and ent
 `SensorPipeline.handle` directly), a CSV of raw waveform samples (--rate, a --config sensor with
 `sample_rate`, or a time column stepping by <= 5 ms: windowed and featurized by the daemon's own
 `SensorPipeline.process`, one record per window), or a directory of burst captures (each burst
-becomes one feature vector through agent/features.extract_batch, then `handle`). Everything after
+becomes one feature vector through models/features.extract_batch, then `handle`). Everything after
 the features (detector, calibration, alert policy) is the daemon's own code. Output: one row per record,
 `timestamp,score,alert,level,ready,reason`.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.replay_io import InputError, Table, list_bursts, read_burst, read_csv, waveform_rate
+from drivers.recordings import InputError, Table, list_bursts, read_burst, read_csv, waveform_rate
 
 EXIT_OK, EXIT_USAGE = 0, 2
 SENSOR = "replay"
@@ -183,7 +183,7 @@ def replay_table(table: Table, sensor_cfg, train_rows: int = 0) -> Result:
 def replay_bursts(directory: str, rate: float, sensor_cfg_for, columns: list[str] | None,
                   train_rows: int = 0) -> Result:
     """Replay a directory of bursts: each burst -> waveform features (vectorized) -> handle()."""
-    from agent.features import extract_batch, feature_names
+    from models.features import extract_batch, feature_names
     from agent.pipeline import SensorPipeline
     from agent.records import FeatureVector, iso_utc
 
@@ -236,7 +236,7 @@ def replay_bursts(directory: str, rate: float, sensor_cfg_for, columns: list[str
 
 def replay_waveform(table: Table, rate: float, sensor_cfg, train_rows: int = 0) -> Result:
     """Replay a CSV of raw samples as the daemon runs a serial sensor: agent/windowing.Windower cuts
-    `sensor_cfg.window` windows (agent/features.extract), one output record per window, dated and
+    `sensor_cfg.window` windows (models/features.extract), one output record per window, dated and
     stamped at its last sample. Frames are fed one hop at a time so --train-rows N ends learning
     exactly after window N."""
     from agent.pipeline import SensorPipeline
@@ -370,6 +370,8 @@ def main(args) -> int:
     if os.path.exists(args.out) and os.path.exists(args.input) and os.path.samefile(args.out, args.input):
         print(f"pdm-agent replay: error: --out {args.out} is the input; choose another file", file=sys.stderr)
         return EXIT_USAGE
+    from agent.plot import PlotError  # light: matplotlib is imported only when drawing
+
     try:
         if args.plot:
             from agent.plot import check_available
@@ -381,7 +383,7 @@ def main(args) -> int:
             from agent.plot import plot
 
             plot(args.plot, res)
-    except (InputError, ReplayError) as exc:
+    except (InputError, ReplayError, PlotError) as exc:
         print(f"pdm-agent replay: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:

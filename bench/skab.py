@@ -42,7 +42,7 @@ from agent.config import SensorConfig  # noqa: E402
 from agent.policy import AlertPolicy, PolicyConfig  # noqa: E402
 from agent.records import Score  # noqa: E402
 from agent.replay import LOW_RATE_DEFAULTS, replay_table  # noqa: E402
-from agent.replay_io import Table, read_csv  # noqa: E402
+from drivers.recordings import Table, read_csv  # noqa: E402
 
 SKAB = pathlib.Path("/work/shared/datasets/skab")
 CHANNELS = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature",

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from agent.records import FeatureVector
+from drivers.base import FeatureVector
 from drivers.presets import Register
 
 # pymodbus is imported lazily (only Modbus sensors pay for it), from worker threads. Its package

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from agent.records import Frame
+from drivers.base import Frame
 
 RECONNECT_MAX_S = 5.0
 
