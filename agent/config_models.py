@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from agent import config_rules as R
+from models.feature_rules import DEFAULT_BANDS, default_bands, temperature_channels  # noqa: F401 (DEFAULT_BANDS re-exported)
 
 __all__ = [
     "AggregatesConfig",
@@ -53,7 +54,6 @@ __all__ = [
 
 DEFAULT_STATE_DIR = "/var/lib/pdm-agent"
 CREDENTIAL_NAME = "mqtt-password"  # systemd: LoadCredential=mqtt-password:/path/to/file
-DEFAULT_BANDS = ((10.0, 100.0), (100.0, 500.0), (500.0, 1000.0), (1000.0, 2000.0))
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 TOPIC_PATTERN = r"^[^#+/]+(/[^#+/]+)*$"
 PATTERN_WORDS = {  # regexes are not operator language
@@ -355,13 +355,11 @@ class SensorConfig(Section):
         data = dict(data)
         channels = data.get("channels", ["ax", "ay", "az", "temp"])
         if data.get("temperature_channels") is None and isinstance(channels, list):
-            temps = [c for c in channels if isinstance(c, str) and c.startswith("temp")]
-            data["temperature_channels"] = temps
+            data["temperature_channels"] = list(temperature_channels(channels))
         rate = data.get("sample_rate", 1000)
         if data.get("bands") is None and isinstance(rate, (int, float)) and rate > 0:
             # Default bands are clipped to Nyquist: a default must never be an error.
-            nyquist = rate / 2
-            data["bands"] = [[lo, min(hi, nyquist)] for lo, hi in DEFAULT_BANDS if lo < nyquist]
+            data["bands"] = [list(band) for band in default_bands(rate)]
         return data
 
     @field_validator("channels")

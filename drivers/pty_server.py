@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from drivers.pty import install_signal_handlers, link_error, open_pty_link  # noqa: F401 (re-exported)
-from drivers.simulator import CHANNELS, FAULTS, Machine
+from drivers.simulator import CHANNELS, FAULTS, TEMPERATURE_CHANNELS, Machine
 
 PROTOCOLS = ("lines", "frames", "modbus")
 BLOCK_S = 0.02  # one write per 20 ms of samples: smooth for readers, cheap for us
@@ -36,7 +36,7 @@ def format_lines(block: np.ndarray, channels: tuple[str, ...] = CHANNELS) -> byt
     """
     if block.size == 0:
         return b""
-    row = ",".join("%.3f" if c == "temp" else "%.5f" for c in channels[: block.shape[1]]) + "\n"
+    row = ",".join("%.3f" if c in TEMPERATURE_CHANNELS else "%.5f" for c in channels[: block.shape[1]]) + "\n"
     return ((row * block.shape[0]) % tuple(block.ravel().tolist())).encode("ascii")
 
 

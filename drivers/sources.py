@@ -101,7 +101,7 @@ class SimSource:
         self, sensor: str, rate: float, channels: tuple[str, ...], *, rpm: float, fault: str | None,
         fault_at: float, seed: int, block_s: float = 0.05,
     ) -> None:
-        from drivers.simulator import Machine
+        from drivers.simulator import CHANNELS as sim_channels, Machine
 
         self.sensor = sensor
         self.channels = tuple(channels)
@@ -111,7 +111,6 @@ class SimSource:
         self._start = time.monotonic()
         self._t0_wall = time.time()
         self._sent = 0
-        sim_channels = ("ax", "ay", "az", "temp")
         missing = [c for c in self.channels if c not in sim_channels]
         if missing:
             raise ValueError(f"the simulator has channels {list(sim_channels)}, not {missing}")
