@@ -24,6 +24,22 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 SENSIBLE_WINDOWS = 30
 
 
+def cadence_s(sensor_cfg) -> float:
+    """Seconds between two feature vectors of a sensor: its driver's poll cadence for a VALUES
+    source (drivers/base.Driver.cadence_s), else one window hop at the sample rate.
+
+    >>> from agent.config_models import SensorConfig
+    >>> cadence_s(SensorConfig(name="p", protocol="sim"))
+    4.096
+    """
+    from drivers.base import driver_for
+
+    cadence = driver_for(sensor_cfg.protocol).cadence_s(sensor_cfg)
+    if cadence is not None:
+        return float(cadence)
+    return (sensor_cfg.window.hop or sensor_cfg.window.size) / float(sensor_cfg.sample_rate)
+
+
 def planned_windows(sensor_cfg) -> tuple[int, float]:
     """(windows the baseline will hold, seconds between windows) for a sensor's config.
 
@@ -34,10 +50,7 @@ def planned_windows(sensor_cfg) -> tuple[int, float]:
     >>> planned_windows(SensorConfig(name="p", protocol="sim", detector={"learn_seconds": 20}))
     (5, 4.096)
     """
-    if sensor_cfg.protocol == "modbus":
-        cadence = sensor_cfg.poll_interval
-    else:
-        cadence = (sensor_cfg.window.hop or sensor_cfg.window.size) / sensor_cfg.sample_rate
+    cadence = cadence_s(sensor_cfg)
     return max(1, math.ceil(sensor_cfg.detector.learn_seconds / cadence - 1e-9)), cadence
 
 
@@ -73,7 +86,7 @@ def describe(cfg, path: str) -> list[str]:
                        "unless it is refused)")
             continue
         n, cadence = planned_windows(s)
-        every = (f"a poll every {cadence:g} s" if s.protocol == "modbus" else
+        every = (f"a poll every {cadence:g} s" if _polled(s) else
                  f"a window every {cadence:g} s: {s.window.size}-sample windows, hop {s.window.hop} at "
                  f"{s.sample_rate:g} Hz")
         out.append(f"{s.name}: baseline of {n} window{'s' if n != 1 else ''} (learn_seconds "
@@ -174,3 +187,9 @@ def add_parser(sub) -> None:
                    "/etc/pdm-agent/config.yaml, else ./config.yaml); its storage.dir holds the control socket")
     p.add_argument("--sensor", metavar="NAME", help="only this sensor (default: every sensor)")
     p.set_defaults(func=cmd_reset)
+
+
+def _polled(sensor_cfg) -> bool:
+    from drivers.base import VALUES, driver_for
+
+    return driver_for(sensor_cfg.protocol).kind == VALUES

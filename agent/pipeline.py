@@ -21,6 +21,7 @@ from models.features import FeatureSpec, extract
 from agent.log_summary import LearningLog, summary_fields
 from agent.policy import AlertPolicy, PolicyConfig
 from agent.records import Aggregate, Alert, FeatureVector, Frame, Score
+from drivers.base import VALUES, driver_for
 from agent.windowing import Windower
 from models.streaming import StreamingModel
 
@@ -86,6 +87,8 @@ class SensorPipeline:
         self.aggregator = Aggregator(device, self.sensor, aggregate_interval)
         self.iso = iso10816.from_sensor_config(sensor_cfg, device)  # physics check, needs no baseline
         self.sensor_health = sensor_health.from_sensor_config(sensor_cfg)
+        # The front end is picked once from the driver's declared kind: values skip the windowing.
+        self._values = driver_for(sensor_cfg.protocol).kind == VALUES
         self.emit = emit
         self.log = log
         self.stats = SensorStats()
@@ -95,7 +98,7 @@ class SensorPipeline:
     def process(self, frame: Frame | FeatureVector) -> list[Score]:
         """Window, featurize and score a frame; returns the Score of every window it completed
         (replay of raw waveform CSVs records them; the daemon ignores them)."""
-        if isinstance(frame, FeatureVector):  # a transmitter's values (modbus): features already
+        if self._values:  # a transmitter's values (the driver's kind): features already
             return [self.handle(frame)]
         scores = []
         k = len(frame.samples)

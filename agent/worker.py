@@ -21,12 +21,13 @@ from collections import deque
 
 from agent.logs import Every
 from agent.plausibility import PhysicalRange
-from agent.records import Alert, FeatureVector
+from agent.records import Alert
+from drivers.base import VALUES
 
 
-def _size(item) -> int:
-    """Samples in a queued item; a FeatureVector (modbus poll) counts as one."""
-    return 1 if isinstance(item, FeatureVector) else len(item.samples)
+def _size(item, values: bool) -> int:
+    """Samples in a queued item; a FeatureVector (a VALUES source's poll) counts as one."""
+    return 1 if values else len(item.samples)
 
 
 class SensorWorker:
@@ -35,6 +36,7 @@ class SensorWorker:
         self.pipeline = pipeline
         self.log = log
         self.source = None
+        self._values = False  # the source's kind is VALUES (set once it is open)
         self.error: str | None = None
         self.offline_after_s = offline_after_s  # no data this long (or a lost port) = offline
         rate = float(cfg.sample_rate)
@@ -59,10 +61,11 @@ class SensorWorker:
         ]
 
     def start(self) -> None:
-        from drivers.sources import open_source
+        from drivers.base import open_source
 
         try:
             self.source = open_source(self.cfg, log=self.log)
+            self._values = self.source.kind == VALUES  # the front end is picked once, from the source
         except Exception as exc:  # e.g. a protocol this build does not have: this sensor only
             self.error = str(exc)
             self.log.error("sensor cannot start", sensor=self.cfg.name, error=self.error)
@@ -109,7 +112,7 @@ class SensorWorker:
             self._report_input_errors()
             if frame is None:
                 continue
-            if isinstance(frame, FeatureVector):  # a modbus poll: values, not samples to range-check
+            if self._values:  # a poll: values, not samples to range-check
                 self._enqueue(frame)
                 continue
             frame = self.range.filter(frame)
@@ -120,12 +123,12 @@ class SensorWorker:
     def _enqueue(self, frame) -> None:
         with self._cond:
             self._queue.append(frame)
-            self._queued += _size(frame)
+            self._queued += _size(frame, self._values)
             dropped = 0
             while self._queued > self._max_queued and len(self._queue) > 1:
                 old = self._queue.popleft()
-                self._queued -= _size(old)
-                dropped += _size(old)
+                self._queued -= _size(old, self._values)
+                dropped += _size(old, self._values)
             self._cond.notify()
         if dropped:
             self.dropped_samples += dropped

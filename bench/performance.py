@@ -185,7 +185,7 @@ def consume_raw(port: str, total: int, go: threading.Event) -> float:
 
 def consume_pipeline(pipeline, n_samples: int):
     def consume(port: str, total: int, go: threading.Event) -> float:
-        from drivers.sources import SerialLinesSource
+        from drivers.lines import SerialLinesSource
 
         source = SerialLinesSource("pump1", port, 115200, CHANNELS)
         source.read()  # opens the port

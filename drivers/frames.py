@@ -38,6 +38,7 @@ import struct
 
 import numpy as np
 
+from drivers.base import WAVEFORM, Driver, register
 from drivers.sources import SerialStreamSource
 
 SYNC = b"\xa5\x5a"
@@ -225,3 +226,7 @@ class SerialFramesSource(SerialStreamSource):
 
     def __init__(self, sensor: str, port: str, baudrate: int, channels: tuple[str, ...], log=None) -> None:
         super().__init__(sensor, port, baudrate, channels, FrameDecoder(len(channels)), log=log)
+
+
+register(Driver("frames", WAVEFORM, lambda cfg, log: SerialFramesSource(cfg.name, cfg.port, cfg.baudrate,
+                                                                         tuple(cfg.channels), log=log)))

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from drivers.base import WAVEFORM, Driver, register
+from drivers.sources import SerialStreamSource
+
 # Bytes that may appear in a block the fast path takes on trust (for bytes.translate's
 # delete argument). Letters other than the exponent (nan, inf, garbage) and non-ASCII
 # bytes send the block to the per-line path.
@@ -182,3 +185,14 @@ class LinesParser:
 
     def _empty(self) -> np.ndarray:
         return np.empty((0, self.n_fields), dtype=np.float64)
+
+
+class SerialLinesSource(SerialStreamSource):
+    """`protocol: lines`: one ASCII line of comma-separated values per sample."""
+
+    def __init__(self, sensor: str, port: str, baudrate: int, channels: tuple[str, ...], log=None) -> None:
+        super().__init__(sensor, port, baudrate, channels, LinesParser(len(channels)), log=log)
+
+
+register(Driver("lines", WAVEFORM, lambda cfg, log: SerialLinesSource(cfg.name, cfg.port, cfg.baudrate,
+                                                                       tuple(cfg.channels), log=log)))

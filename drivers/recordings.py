@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from drivers.base import WAVEFORM, driver_for
+
 # Columns that label data rather than measure it (benchmark files carry them): never channels
 # unless --columns names them.
 LABEL_COLUMNS = {"anomaly", "changepoint", "label", "labels", "is_anomaly", "target", "fault"}
@@ -201,7 +203,7 @@ def waveform_rate(table: Table, rate: float | None, base=None) -> tuple[float | 
     not modbus); a time column stepping by at most 5 ms (`time_column_rate`).
     A stated rate that disagrees with the time column by more than 1 % is used, with a remark."""
     seen = time_column_rate(table)
-    stated = rate or (base.sample_rate if base is not None and base.protocol != "modbus"
+    stated = rate or (base.sample_rate if base is not None and driver_for(base.protocol).kind == WAVEFORM
                       and "sample_rate" in base.model_fields_set else None)
     if stated is None:
         return seen, ""
