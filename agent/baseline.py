@@ -99,7 +99,7 @@ def describe(cfg, path: str) -> list[str]:
                        f"(fewer than {SENSIBLE_WINDOWS}): it is calibrated for its size, so only large changes "
                        f"alert; {math.ceil(SENSIBLE_WINDOWS * cadence)} s or more is recommended"
                        + (f" ({path}:{line})" if line else ""))
-        warmup = int(getattr(det, "warmup", 0)) if det.novelty else 0
+        warmup = int(det.warmup) if det.novelty else 0
         if n < warmup:
             line = _line_of(path, ("sensors", i, "detector", "learn_seconds")) or _line_of(path, ("sensors", i))
             out.append(f"warning: sensors[{i}].detector.learn_seconds: {s.name}'s detector {s.detector.type!r} "

@@ -82,9 +82,9 @@ class Guarded:
 
     name = property(lambda self: self._current.name)
     version = property(lambda self: self._current.version)
-    ready = property(lambda self: getattr(self._current, "ready", False))
+    ready = property(lambda self: self._current.ready)
     # After a rollback the fallback learns again, and its baseline must be saved again.
-    learns = property(lambda self: getattr(self._current, "learns", True))
+    learns = property(lambda self: self._current.learns)
 
     def update(self, x, ts):
         if not self.failed:

@@ -210,7 +210,7 @@ class SensorPipeline:
         self.emit(aggregate)
         if self.log:
             level = condition({"anomaly": self.policy.level, "iso10816": self.iso.state()["level"]})
-            self.log.info("summary", **summary_fields(aggregate, level, bool(getattr(self.model, "ready", True))))
+            self.log.info("summary", **summary_fields(aggregate, level, bool(self.model.ready)))
 
     @property
     def model_name(self) -> str:
@@ -235,7 +235,7 @@ class SensorPipeline:
         return os.path.join(storage_dir, "models", f"{self.sensor}.json")
 
     def save_state(self, storage_dir: str) -> None:
-        if not getattr(self.model, "learns", True):
+        if not self.model.learns:
             return  # a signed bundle learns nothing; keep any saved on-device baseline as it was
         path = self.state_path(storage_dir)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -193,7 +193,7 @@ class Service:
         # Same for the ISO zone check: a zone C/D raised before a restart is cleared after it.
         if pipeline.iso.cfg.enabled:
             pipeline.iso.level = {"warning": 2, "alarm": 3}.get(levels.get("iso10816", "clear"), 0)
-        if getattr(pipeline.model, "learns", True) and pipeline.load_state(self.storage_dir):
+        if pipeline.model.learns and pipeline.load_state(self.storage_dir):
             self.log.info("learned baseline restored", sensor=sensor_cfg.name, model=pipeline.model_name)
         # One offline rule for the alert and the status topic: the sensor's `health:` section.
         worker = SensorWorker(sensor_cfg, pipeline, self.log,

@@ -51,8 +51,7 @@ class Source(Protocol):
     - `kind` is WAVEFORM (read() returns Frame) or VALUES (read() returns FeatureVector); it never
       changes, so a consumer picks its front end once.
     - `read()` blocks for at most about a second and returns what arrived, or None when nothing did.
-      It never raises on sensor trouble (a lost port is retried inside the source) and returns
-      nothing once `close()` has been called.
+      It never raises on sensor trouble (a lost port is retried inside the source).
     - `online` tells whether the sensor is currently delivering.
     - `counters()` and `input_errors()` return plain dicts of numbers (input_errors: input dropped as
       invalid, by kind); both are safe to call from another thread at any time.

@@ -20,6 +20,8 @@ import re
 
 import numpy as np
 
+from models.base import DetectorBase
+
 # Feature names (the part after "<channel>.") that are positive and grow multiplicatively with a fault.
 _LOG_FEATURE = re.compile(r"rms|peak|band_|kurtosis|crest|energy|envelope|velocity|p2p|std")
 _LOG_FLOOR = 1e-12  # g^2 and below: digital silence; keeps log() finite
@@ -78,7 +80,7 @@ def variance_floor(mean: np.ndarray, log_mask: np.ndarray) -> np.ndarray:
     return np.where(log_mask, _MIN_REL_STD**2, _MIN_REL_STD**2 * (1.0 + mean**2))
 
 
-class GaussianDetector:
+class GaussianDetector(DetectorBase):
     """Squared Mahalanobis distance / dimension, in log-feature space.
 
     Parameters
@@ -106,6 +108,7 @@ class GaussianDetector:
     version = "1"
     calibration = None  # fitted on the baseline by models/streaming.py
     novelty = False
+    adaptive = True  # see models/base.py
 
     def __init__(self, half_life: float | None = None, shrinkage: float = 0.1) -> None:
         self.half_life = half_life

@@ -51,12 +51,13 @@ from collections import deque
 
 import numpy as np
 
+from models.base import DetectorBase
 from models.gaussian import ew_weight, is_log_feature, to_array, variance_floor, z_contributions
 
 _Z_CLIP = 1e6  # keeps scores finite for absurd inputs
 
 
-class PcaDetector:
+class PcaDetector(DetectorBase):
     """T²/k + Q/θ on smoothed, standardized rows (see module docstring).
 
     Parameters
@@ -82,6 +83,8 @@ class PcaDetector:
     version = "1"
     calibration = None  # fitted on the baseline by models/streaming.py
     novelty = False
+    adaptive = True
+    contextual = True  # see models/base.py
 
     def __init__(
         self,

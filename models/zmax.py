@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.base import DetectorBase
 from models.gaussian import ew_weight, z_contributions, is_log_feature, to_array, variance_floor
 
 _Z_CLIP = 1e6
 
 
-class ZMaxDetector:
+class ZMaxDetector(DetectorBase):
     """Largest squared per-feature z-score.
 
     Examples
@@ -31,6 +32,7 @@ class ZMaxDetector:
     version = "1"
     calibration = None  # fitted on the baseline by models/streaming.py
     novelty = False
+    adaptive = True  # see models/base.py
 
     def __init__(self, half_life: float | None = None) -> None:
         self.half_life = half_life
