@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import sys
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 # Below this many windows `config check` warns. The default detector models ~20-40 features; with
 # fewer windows than features its covariance is mostly shrinkage and the short-baseline calibration
 # is wide: only large changes alert (docs/BENCHMARKS.md, "Baseline lifecycle").
@@ -28,8 +28,8 @@ def cadence_s(sensor_cfg) -> float:
     """Seconds between two feature vectors of a sensor: its driver's poll cadence for a VALUES
     source (drivers/base.Driver.cadence_s), else one window hop at the sample rate.
 
-    >>> from agent.config_models import SensorConfig
-    >>> cadence_s(SensorConfig(name="p", protocol="sim"))
+    >>> from agent.config_models import parse_sensor
+    >>> cadence_s(parse_sensor(name="p", protocol="sim"))
     4.096
     """
     from drivers.base import driver_for
@@ -46,8 +46,8 @@ def planned_windows(sensor_cfg) -> tuple[int, float]:
     Learning ends at the first window whose end is `learn_seconds` or more after the first
     window's end, so the baseline holds the windows before it: ceil(learn_seconds / cadence).
 
-    >>> from agent.config_models import SensorConfig
-    >>> planned_windows(SensorConfig(name="p", protocol="sim", detector={"learn_seconds": 20}))
+    >>> from agent.config_models import parse_sensor
+    >>> planned_windows(parse_sensor(name="p", protocol="sim", detector={"learn_seconds": 20}))
     (5, 4.096)
     """
     cadence = cadence_s(sensor_cfg)

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 TRAIN_EXTRA = "this command needs the training libraries: pip install 'pdm-agent[train]'"
 
 

@@ -275,6 +275,6 @@ class SensorPipeline:
         from models.features import feature_names
 
         cfg = self.cfg
-        source = [f"protocol={cfg.protocol}", f"preset={cfg.preset}", f"registers={cfg.registers!r}",
+        source = [f"protocol={cfg.protocol}", *driver_for(cfg.protocol).baseline_key(cfg),
                   f"detector={cfg.detector.type}:{sorted(dict(cfg.detector.params).items())!r}"]
         return source + list(feature_names(self.spec))

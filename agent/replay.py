@@ -28,7 +28,7 @@ import numpy as np
 
 from drivers.recordings import InputError, Table, list_bursts, read_burst, read_csv, waveform_rate
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from agent.exit_codes import EXIT_OK, EXIT_USAGE  # noqa: E402 (one definition)
 SENSOR = "replay"
 
 # Recommended defaults per kind of input (config.yaml documents the same numbers).
@@ -78,34 +78,34 @@ def default_sensor(kind: str, channels: list[str], rate: float | None = None, ba
     ("rows", "waveform" or "bursts"); waveform and burst channels and rate replace the base's."""
     from pydantic import ValidationError
 
-    from agent.config import SensorConfig
+    from agent.config import SensorConfig, parse_sensor, sensor_key_path
 
     try:
         if base is not None:
             if kind == "waveform":
-                data = base.model_dump()
+                data = base.model_dump(include=set(SensorConfig.model_fields))  # the keys every protocol has
                 keep = all(hi <= rate / 2 for _, hi in base.bands)
                 temps = [c for c in base.temperature_channels if c in channels]
                 data.update(name=SENSOR, protocol="sim", port=None, channels=channels, sample_rate=rate,
                             bands=data["bands"] if keep else None, temperature_channels=temps or None)
-                return SensorConfig.model_validate(data)
+                return parse_sensor(data)
             if kind == "bursts":
-                data = base.model_dump()
+                data = base.model_dump(include=set(SensorConfig.model_fields))
                 # The config's bands stay only if they fit this rate; otherwise the defaults, clipped.
                 keep = rate is None or all(hi <= rate / 2 for _, hi in base.bands)
                 data.update(name=SENSOR, protocol="sim", port=None, channels=channels,
                             bands=data["bands"] if keep else None, temperature_channels=None,
                             sample_rate=rate or base.sample_rate)
-                return SensorConfig.model_validate(data)
+                return parse_sensor(data)
             return base
         if kind == "bursts":
-            return SensorConfig(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels, **BURST_DEFAULTS)
+            return parse_sensor(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels, **BURST_DEFAULTS)
         if kind == "waveform":  # the daemon's own defaults: windows, features, detector, alerts
-            return SensorConfig(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels)
+            return parse_sensor(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels)
         defaults = UNIVARIATE_DEFAULTS if len(channels) == 1 else LOW_RATE_DEFAULTS
-        return SensorConfig(name=SENSOR, protocol="sim", **defaults)
+        return parse_sensor(name=SENSOR, protocol="sim", **defaults)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{sensor_key_path(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ReplayError(f"cannot build the replay sensor for channels {channels}: {problems}") from None
 
 

@@ -16,7 +16,7 @@ import threading
 from agent import status_file
 from agent.alert_text import describe_alert
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 
 
 def add_arguments(p) -> None:

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "bench"))  # appended: bench/models.py must not shadow the models package
 
 import runtofailure as rtf  # noqa: E402
-from agent.config import SensorConfig  # noqa: E402
+from agent.config import SensorConfig, parse_sensor  # noqa: E402
 from models.features import FeatureSpec, extract_batch, feature_names  # noqa: E402
 from agent.replay import BURST_DEFAULTS, replay_table  # noqa: E402
 from drivers.recordings import Table  # noqa: E402
@@ -62,7 +62,7 @@ VARIANCE = (0.9, 0.99)
 def sensor(bands, detector: dict) -> SensorConfig:
     """The burst sensor replay builds, with these bands and detector settings."""
     extra = {} if bands is None else {"bands": [list(b) for b in bands]}
-    return SensorConfig(name="replay", protocol="sim", sample_rate=RATE, channels=["ch1", "ch2", "ch3", "ch4"],
+    return parse_sensor(name="replay", protocol="sim", sample_rate=RATE, channels=["ch1", "ch2", "ch3", "ch4"],
                         detector=detector, alerts=BURST_DEFAULTS["alerts"], **extra)
 
 

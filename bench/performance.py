@@ -91,9 +91,9 @@ def start_writer(master: int, data: bytes, repeats: int, go: threading.Event) ->
 
 
 def sensor_config(name: str, port: str | None, **extra):
-    from agent.config import SensorConfig
+    from agent.config import parse_sensor
 
-    return SensorConfig(name=name, port=port, protocol="lines", sample_rate=RATE, channels=list(CHANNELS),
+    return parse_sensor(name=name, port=port, protocol="lines", sample_rate=RATE, channels=list(CHANNELS),
                         window=WINDOW, **extra)
 
 

@@ -80,7 +80,9 @@ class Driver:
 
     `open(sensor_cfg, log) -> Source` builds the source a sensor's configuration asks for (the
     configuration object has at least `name`, `channels`, `sample_rate`, `port`, `baudrate` and the
-    protocol's own keys). `cadence_s(sensor_cfg)` is the seconds between two readings of a VALUES
+    protocol's own keys). `settings` is the pydantic model of the protocol's own keys, with
+    ``protocol: Literal["<protocol>"]`` (drivers/config.Section; agent/sensor_config.py composes it
+    with the keys every sensor has). `cadence_s(sensor_cfg)` is the seconds between two readings of a VALUES
     source (None for a waveform: the window hop decides); `value_ranges(sensor_cfg)` maps value
     names to their physical (lo, hi) range when the device documents one. `needs_port` is False for
     protocols that read no device (the in-process simulator).
@@ -89,9 +91,13 @@ class Driver:
     protocol: str
     kind: str
     open: Callable[[Any, Any], Source]
+    settings: type | None = None
     needs_port: bool = True
     cadence_s: Callable[[Any], float | None] = lambda sensor_cfg: None
     value_ranges: Callable[[Any], dict] = lambda sensor_cfg: {}
+    # What a saved baseline was learned on, besides the features. The default is what baselines
+    # saved before the registry carry for a protocol without a register map, so they stay valid.
+    baseline_key: Callable[[Any], list[str]] = lambda sensor_cfg: ["preset=None", "registers=[]"]
 
 
 REGISTRY: dict[str, Driver] = {}

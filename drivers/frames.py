@@ -35,10 +35,13 @@ from __future__ import annotations
 
 import binascii
 import struct
+from typing import Literal
 
 import numpy as np
 
 from drivers.base import WAVEFORM, Driver, register
+from drivers.config import Section
+from pydantic import Field
 from drivers.sources import SerialStreamSource
 
 SYNC = b"\xa5\x5a"
@@ -228,5 +231,14 @@ class SerialFramesSource(SerialStreamSource):
         super().__init__(sensor, port, baudrate, channels, FrameDecoder(len(channels)), log=log)
 
 
-register(Driver("frames", WAVEFORM, lambda cfg, log: SerialFramesSource(cfg.name, cfg.port, cfg.baudrate,
-                                                                         tuple(cfg.channels), log=log)))
+class FramesSettings(Section):
+    """A `frames` sensor has no keys of its own beyond the serial port every sensor has."""
+
+    protocol: Literal["frames"] = Field("frames", validate_default=True)
+
+
+def _open(sensor_cfg, log=None) -> SerialFramesSource:
+    return SerialFramesSource(sensor_cfg.name, sensor_cfg.port, sensor_cfg.baudrate, tuple(sensor_cfg.channels), log=log)
+
+
+register(Driver("frames", WAVEFORM, _open, settings=FramesSettings))

@@ -14,9 +14,13 @@ lines can be dropped and counted while the good ones in the same block are kept.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from drivers.base import WAVEFORM, Driver, register
+from drivers.config import Section
+from pydantic import Field
 from drivers.sources import SerialStreamSource
 
 # Bytes that may appear in a block the fast path takes on trust (for bytes.translate's
@@ -194,5 +198,14 @@ class SerialLinesSource(SerialStreamSource):
         super().__init__(sensor, port, baudrate, channels, LinesParser(len(channels)), log=log)
 
 
-register(Driver("lines", WAVEFORM, lambda cfg, log: SerialLinesSource(cfg.name, cfg.port, cfg.baudrate,
-                                                                       tuple(cfg.channels), log=log)))
+class LinesSettings(Section):
+    """A `lines` sensor has no keys of its own beyond the serial port every sensor has."""
+
+    protocol: Literal["lines"] = Field("lines", validate_default=True)
+
+
+def _open(sensor_cfg, log=None) -> SerialLinesSource:
+    return SerialLinesSource(sensor_cfg.name, sensor_cfg.port, sensor_cfg.baudrate, tuple(sensor_cfg.channels), log=log)
+
+
+register(Driver("lines", WAVEFORM, _open, settings=LinesSettings))

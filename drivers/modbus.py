@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from drivers.base import VALUES, Driver, FeatureVector, register
+from drivers.modbus_config import ModbusSettings
 from drivers.presets import Register
 
 # pymodbus is imported lazily (only Modbus sensors pay for it), from worker threads. Its package
@@ -319,4 +320,6 @@ def _value_ranges(sensor_cfg) -> dict[str, tuple[float, float]]:
     return ranges
 
 
-register(Driver("modbus", VALUES, open_modbus, cadence_s=lambda cfg: cfg.poll_interval, value_ranges=_value_ranges))
+register(Driver("modbus", VALUES, open_modbus, settings=ModbusSettings, cadence_s=lambda cfg: cfg.poll_interval,
+                value_ranges=_value_ranges,
+                baseline_key=lambda cfg: [f"preset={cfg.preset}", f"registers={cfg.registers!r}"]))

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import time
 
+from typing import Literal, Optional
+
 import numpy as np
+from pydantic import Field
 
 from drivers.base import WAVEFORM, Driver, Frame, register
+from drivers.config import Section
+
+
+class SimulatorConfig(Section):
+    rpm: float = Field(1780, gt=0, description="shaft speed")
+    fault: Optional[Literal["outer-race", "inner-race", "imbalance", "overheat"]] = None
+    fault_at: float = Field(120.0, ge=0, description="seconds after start when the fault begins")
+    seed: int = 0
+
+
+class SimSettings(Section):
+    """The keys only a `sim` sensor has."""
+
+    protocol: Literal["sim"] = Field("sim", validate_default=True)
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
 
 
 class SimSource:
@@ -68,4 +86,4 @@ def _open(sensor_cfg, log=None) -> SimSource:
                      rpm=sim.rpm, fault=sim.fault, fault_at=sim.fault_at, seed=sim.seed)
 
 
-register(Driver("sim", WAVEFORM, _open, needs_port=False))
+register(Driver("sim", WAVEFORM, _open, settings=SimSettings, needs_port=False))
