@@ -13,10 +13,9 @@ import os
 import select
 import signal
 import socket
-import threading
 import time
-from collections import deque
 
+from agent import topics
 from agent import __version__
 from agent import status_file
 from agent.alert_state import AlertLevels
@@ -56,9 +55,6 @@ class Service:
         self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s)  # bundles
         self._dropped_logged = 0
         self._warn_drop = Every(30.0)
-        self._unsaved: deque = deque(maxlen=10_000)
-        self._unsaved_lock = threading.Lock()
-        self._warn_put = Every(30.0)
         self.levels = AlertLevels(str(self.cfg.storage.dir))
         self.outbox: Store | None = None
         self.publisher: Publisher | None = None
@@ -111,14 +107,11 @@ class Service:
     def storage_dir(self) -> str:
         return str(self.cfg.storage.dir)
 
-    def _topic(self, *parts: str) -> str:
-        return "/".join([self.cfg.mqtt.topic_prefix, self.cfg.device.id, *parts])
-
     def _emit(self, record: Alert | Aggregate) -> None:
         kind = "alert" if isinstance(record, Alert) else "aggregate"
         payload = json.dumps(record.payload(), separators=(",", ":")).encode()
-        self._unsaved.append((self._topic(record.sensor, kind), payload, kind, record.sensor))
-        self._flush_unsaved()
+        self.outbox.offer(topics.record(self.cfg.mqtt.topic_prefix, self.cfg.device.id, record.sensor, kind),
+                          payload, kind, record.sensor)
         if isinstance(record, Alert):
             try:
                 self.levels.record(record)
@@ -135,20 +128,6 @@ class Service:
             self.log.warning("outbox full: oldest aggregates dropped (alerts are kept)",
                              max_outbox_mb=self.cfg.storage.max_outbox_mb, **{
                                  f"dropped_{k}s": v for k, v in self.outbox.dropped.items()})
-
-    def _flush_unsaved(self) -> None:
-        """Put pending records in the outbox, oldest first. If the disk refuses (full, I/O
-        error), they wait here (bounded) and are retried with the next record or tick."""
-        with self._unsaved_lock:
-            while self._unsaved:
-                try:
-                    self.outbox.put(*self._unsaved[0])
-                except Exception as exc:
-                    if self._warn_put.ready():
-                        self.log.error("outbox write failed; records kept in memory and retried",
-                                       pending=len(self._unsaved), error=str(exc))
-                    return
-                self._unsaved.popleft()
 
     def _make_publisher(self) -> Publisher:
         m = self.cfg.mqtt
@@ -288,7 +267,7 @@ class Service:
                         self.log.exception("reload failed; keeping what runs")
                         self.last_reload = {"ts": iso_utc(time.time()), "result": "failed", "errors": [str(exc)]}
                         self.notifier.ready(self.summary())
-                self._flush_unsaved()
+                self.outbox.flush_unsaved()
                 self.outbox.retry()
                 self.models.poll()
                 if self.healthy():
