@@ -180,11 +180,9 @@ class ModelManager:
 
     def retarget(self, worker, old_cfg, new_cfg) -> bool:
         """On reload: when only `detector.bundle` changed, swap in place instead of restarting."""
-        if worker is None or new_cfg is None or new_cfg.detector.bundle is None or old_cfg.detector.bundle is None:
-            return False
-        if old_cfg.model_copy(update={"detector": new_cfg.detector}) != new_cfg:
-            return False
-        if old_cfg.detector.model_copy(update={"bundle": new_cfg.detector.bundle}) != new_cfg.detector:
+        from agent.reload import only_bundle_changed
+
+        if worker is None or not only_bundle_changed(old_cfg, new_cfg):
             return False
         worker.cfg = new_cfg
         worker.pipeline.cfg = new_cfg

@@ -15,13 +15,11 @@ import signal
 import socket
 import time
 
-from agent import topics
-from agent import __version__
-from agent import status_file
+from agent import __version__, status, status_file, topics
 from agent.alert_state import AlertLevels
 from agent.config import Config, ConfigError, load_config
 from agent.control import ControlServer, serve, socket_path
-from agent.health import CpuMeter, rss_mib
+from agent.health import CpuMeter
 from agent.hotswap import ModelManager
 from agent.logs import Every
 from agent.storage import Store
@@ -334,40 +332,10 @@ class Service:
 
     # -- health ----------------------------------------------------------------------------
     def health(self) -> dict:
-        sensors = {}
-        for name, w in list(self.workers.items()):
-            p = w.pipeline
-            sensors[name] = {
-                "online": w.online,
-                "baseline": p.baseline(),
-                "model": p.model_name,
-                "windows": p.stats.windows,
-                "alerts": p.stats.alerts,
-                "alert_level": p.policy.level,
-                "last_score": None if p.stats.last_score is None else round(p.stats.last_score, 4),
-                **({"error": w.error} if w.error else {}),
-                **w.counters(),
-                "health": p.sensor_health.report(w.online),
-                **({"iso10816": p.iso.state()} if p.iso.last_zone else {}),
-                **self.models.status(name),
-                **self._alert_status(name, w),
-            }
-        depth = self.outbox.depth() if self.outbox else {}
-        return {
-            "uptime_s": round(time.time() - self.started, 1),
-            "rss_mib": round(rss_mib(), 1),
-            "cpu_percent": self.cpu.percent(),
-            "sensors": sensors,
-            "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {},
-                       "rejected": dict(self.outbox.rejected) if self.outbox else {}},
-            "storage": self.outbox.state() if self.outbox else {},
-            "config": {"path": self.config_path, "reload": self.last_reload},
-        }
-
-    def _alert_status(self, name: str, worker: SensorWorker) -> dict:
-        p = worker.pipeline
-        return self.levels.status(name, {"anomaly": p.policy.level, "iso10816": p.iso.state()["level"],
-                                         "sensor_offline": "alarm" if worker.offline else "clear"})
+        """The status document (agent/status.py) of this service, now."""
+        return status.document(started=self.started, cpu=self.cpu, workers=self.workers, models=self.models,
+                               levels=self.levels, outbox=self.outbox, config_path=self.config_path,
+                               last_reload=self.last_reload)
 
     def summary(self) -> str:
         n = len(self.workers)
