@@ -74,10 +74,14 @@ _rule = rule
 
 
 class DeviceConfig(Section):
+    """This gateway: its id names it in every topic."""
+
     id: Name = Field(description="Gateway id, part of every MQTT topic")
 
 
 class TlsConfig(Section):
+    """TLS to the broker: CA, optional client certificate and key (paths on the gateway)."""
+
     ca_file: Optional[Path] = Field(None, description="CA bundle; null = system CAs")
     cert_file: Optional[Path] = Field(None, description="client certificate (mutual TLS)")
     key_file: Optional[Path] = Field(None, description="client private key (mutual TLS)")
@@ -92,6 +96,8 @@ class TlsConfig(Section):
 
 
 class MqttConfig(Section):
+    """The broker: address, credentials (password_file or systemd credential), topics, QoS and reconnect settings."""
+
     host: Annotated[str, AfterValidator(R.host_name)] = Field("localhost", min_length=1)
     port: int = Field(1883, ge=1, le=65535)
     client_id: Annotated[Optional[str], AfterValidator(R.usable_client_id)] = Field(
@@ -147,6 +153,8 @@ def _state_dir() -> Path:
 
 
 class StorageConfig(Section):
+    """Where the outbox and learned state live, and the outbox's disk bound."""
+
     dir: Path = Field(
         default_factory=_state_dir,
         description="outbox and learned state; default $STATE_DIRECTORY, else /var/lib/pdm-agent",
@@ -156,12 +164,16 @@ class StorageConfig(Section):
 
 
 class AggregatesConfig(Section):
+    """Per-interval feature aggregates (mean/min/max) published for every sensor."""
+
     interval: float = Field(60, ge=R.AGGREGATE_INTERVAL_MIN_S, le=86_400, description="seconds per published aggregate")
     features: Optional[list[Annotated[str, Field(min_length=1)]]] = Field(
         None, min_length=1, description="feature names or patterns (*.rms_g) to publish; null = all; score always")
 
 
 class LoggingConfig(Section):
+    """Log level and format (journald reads JSON; a terminal gets console lines)."""
+
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "console", "json"] = Field(
         "auto", description="auto = console on a TTY, else JSON"
@@ -169,11 +181,15 @@ class LoggingConfig(Section):
 
 
 class HomeAssistantConfig(Section):
+    """Home Assistant MQTT discovery for this device (off by default)."""
+
     enabled: bool = Field(False, description="publish Home Assistant MQTT discovery (retained) for this device")
     discovery_prefix: Annotated[str, AfterValidator(R.deliverable_topic)] = Field("homeassistant", pattern=TOPIC_PATTERN, description="Home Assistant's discovery prefix")
 
 
 class ModelsConfig(Section):
+    """Signed model bundles: the public keys that may sign them and how often their paths are checked."""
+
     trusted_keys: list[Path] = Field(default_factory=list, description="Ed25519 public keys for bundles")
     watch_interval_s: float = Field(2.0, gt=0, le=R.WATCH_INTERVAL_MAX_S, description="how often bundle paths are checked for a new bundle")
 

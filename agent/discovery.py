@@ -30,6 +30,9 @@ from agent import topics
 
 
 class Discovery:
+    """Home Assistant MQTT discovery messages of one device: one retained device config on
+    `topics.discovery(...)` whose components read the status, alert and aggregate topics."""
+
     def __init__(self, discovery_prefix: str, topic_prefix: str, device_id: str, version: str) -> None:
         self.discovery_prefix = discovery_prefix
         self.topic_prefix = topic_prefix

@@ -51,6 +51,8 @@ BUNDLE_BASELINE = {"state": "ready", "progress": 1.0, "windows": 0, "learned_at"
 
 @dataclass
 class SensorStats:
+    """Counters of one sensor's pipeline, shown in the status document."""
+
     frames: int = 0
     samples: int = 0
     windows: int = 0

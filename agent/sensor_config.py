@@ -35,6 +35,8 @@ Scalar = Annotated[Any, AfterValidator(_scalar)]
 
 
 class WindowConfig(Section):
+    """Analysis windows of a waveform sensor: size and hop in samples."""
+
     size: int = Field(4096, ge=64, le=1 << 20, description="samples per analysis window")
     hop: Optional[int] = Field(None, ge=1, description="samples between window starts; default = size")
 
@@ -55,6 +57,8 @@ class WindowConfig(Section):
 
 
 class DetectorConfig(Section):
+    """The anomaly detector of a sensor (models/registry.py), its baseline learning and adaptation, or a signed bundle."""
+
     learn_seconds: float = Field(3600, gt=0, le=R.LEARN_SECONDS_MAX, description="healthy baseline learned before alerting")
     type: str = Field("auto", min_length=1, description="detector name from the registry, or auto")
     adapt_half_life_s: Optional[float] = Field(86400.0, gt=0, le=R.HALF_LIFE_MAX_S, description="slow adaptation; null = freeze")
@@ -78,6 +82,8 @@ class DetectorConfig(Section):
 
 
 class AlertsConfig(Section):
+    """Score thresholds of warning and alarm, n-of-m debounce and hysteresis (agent/policy.py)."""
+
     warning: float = Field(0.5, gt=0, le=1, description="score threshold for a warning")
     alarm: float = Field(0.9, gt=0, le=1, description="score threshold for an alarm")
     debounce_n: int = Field(3, ge=1, description="raise when n of the last m scores cross")

@@ -30,6 +30,8 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
+    """Offline and stuck limits in seconds (from the sensor's `health:` section and its cadence)."""
+
     offline_after_s: float = 10.0
     stuck_after_s: float = 600.0
 

@@ -34,6 +34,12 @@ SAVE_EVERY_S = 300.0  # learned baselines are checkpointed this often (and at st
 
 
 class Service:
+    """The daemon's lifecycle: build the outbox, publisher, sensor workers and control socket from the
+    configuration (`start`), run the main loop (`run`: signals -> flags, reloads, checkpoints,
+    watchdog, status), and stop in order (`stop`: sensors first, then the publisher; pending
+    messages stay in the outbox). Topics, the status document and reload planning live in
+    agent/topics.py, agent/status.py and agent/reload.py."""
+
     def __init__(self, config_path: str, log, cfg: Config | None = None) -> None:
         self.config_path = config_path
         self.log = log

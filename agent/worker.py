@@ -31,6 +31,11 @@ def _size(item, values: bool) -> int:
 
 
 class SensorWorker:
+    """One sensor's two threads: the reader drains its source into a bounded queue (at most
+    `queue_seconds` of samples; the oldest are dropped and counted), the processor feeds the
+    pipeline from it. Heartbeats per stage feed the watchdog; no data for `offline_after_s`
+    raises a sensor_offline alert."""
+
     def __init__(self, cfg, pipeline, log, *, queue_seconds: float = 10.0, offline_after_s: float = 10.0) -> None:
         self.cfg = cfg
         self.pipeline = pipeline

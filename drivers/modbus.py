@@ -43,6 +43,8 @@ EXCEPTIONS = {  # Modbus Application Protocol v1.1b3, section 7
 
 @dataclass(frozen=True, slots=True)
 class Read:
+    """One Modbus read request: a table, a start address, a word count and the registers it covers."""
+
     table: str  # holding | input
     address: int
     count: int

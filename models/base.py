@@ -41,6 +41,8 @@ from typing import Callable, Protocol, runtime_checkable
 
 @runtime_checkable
 class Detector(Protocol):
+    """What every registered detector implements; the contract is the module docstring."""
+
     name: str
     version: str
     calibration: Callable[[float], float] | None
