@@ -77,14 +77,15 @@ class Guarded:
         self.failed = False
 
     @property
-    def _current(self):
+    def current(self):
+        """The model that scores now: the swapped-in one, or its fallback after a rollback."""
         return self.fallback if self.failed else self.model
 
-    name = property(lambda self: self._current.name)
-    version = property(lambda self: self._current.version)
-    ready = property(lambda self: self._current.ready)
+    name = property(lambda self: self.current.name)
+    version = property(lambda self: self.current.version)
+    ready = property(lambda self: self.current.ready)
     # After a rollback the fallback learns again, and its baseline must be saved again.
-    learns = property(lambda self: self._current.learns)
+    learns = property(lambda self: self.current.learns)
 
     def update(self, x, ts):
         if not self.failed:
@@ -100,7 +101,7 @@ class Guarded:
         return self.fallback.update(x, ts)
 
     def state(self) -> dict:
-        return self._current.state()
+        return self.current.state()
 
 
 class ModelManager:
@@ -221,13 +222,13 @@ class ModelManager:
             return
         previous = pipeline.model
         if isinstance(previous, Guarded):  # one level of history: what runs now
-            previous = previous._current
+            previous = previous.current
         before = pipeline.model_name
 
         def rollback(guard: Guarded, reason: str, sensor=sensor, path=bundle.path) -> None:
             self._refuse(sensor, path, f"rolled back after the swap: {reason}")
             entry = self._status.get(sensor, {})
-            entry["bundle"] = {**entry.get("bundle", {}), "version": getattr(guard.fallback, "version", None),
+            entry["bundle"] = {**entry.get("bundle", {}), "version": guard.fallback.version,
                                "rolled_back": True}
 
         pipeline.model = Guarded(model, previous, rollback)

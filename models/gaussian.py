@@ -26,7 +26,7 @@ from models.base import DetectorBase
 _LOG_FEATURE = re.compile(r"rms|peak|band_|kurtosis|crest|energy|envelope|velocity|p2p|std")
 _LOG_FLOOR = 1e-12  # g^2 and below: digital silence; keeps log() finite
 _MIN_REL_STD = 0.01  # 1 % of the value: below that, spread is sensor resolution, not behaviour
-_Z_CLIP = 1e6  # keeps scores finite for absurd inputs (a broken sensor reading 1e300)
+Z_CLIP = 1e6  # |z| cap of every detector here: scores stay finite for absurd inputs (a sensor reading 1e300)
 
 
 def is_log_feature(name: str) -> bool:
@@ -143,7 +143,7 @@ class GaussianDetector(DetectorBase):
         v = to_array(x, self._keys, self._log_mask, self._mean)
         var = np.maximum(np.diag(self._cov), variance_floor(self._mean, self._log_mask))
         std = np.sqrt(var)
-        z = np.clip((v - self._mean) / std, -_Z_CLIP, _Z_CLIP)
+        z = np.clip((v - self._mean) / std, -Z_CLIP, Z_CLIP)
         if self._precision is None:
             d = len(self._keys)
             corr = self._cov / np.outer(std, std)

@@ -52,9 +52,8 @@ from collections import deque
 import numpy as np
 
 from models.base import DetectorBase
-from models.gaussian import ew_weight, is_log_feature, to_array, variance_floor, z_contributions
+from models.gaussian import Z_CLIP, ew_weight, is_log_feature, to_array, variance_floor, z_contributions
 
-_Z_CLIP = 1e6  # keeps scores finite for absurd inputs
 
 
 class PcaDetector(DetectorBase):
@@ -189,7 +188,7 @@ class PcaDetector(DetectorBase):
 
     def _z(self, x: dict[str, float]) -> np.ndarray:
         std = self._decomposition()[0]
-        return np.clip((self._features(x) - self._mean) / std, -_Z_CLIP, _Z_CLIP)
+        return np.clip((self._features(x) - self._mean) / std, -Z_CLIP, Z_CLIP)
 
     def score(self, x: dict[str, float]) -> float:
         if self._n < 2:
