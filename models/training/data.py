@@ -67,32 +67,22 @@ def featurize(samples: np.ndarray, spec: FeatureSpec, size: int, hop: int, chunk
 
 
 def _pick(names: list[str], columns: list[str] | None, where: str) -> list[int]:
-    if not columns:
-        return list(range(len(names)))
-    idx = []
-    for c in columns:
-        hits = [i for i, n in enumerate(names) if n == c or n.endswith("_" + c) or n.endswith(c + "_time")]
-        if not hits:
-            raise DataError(f"{where}: no column {c!r}; available: {', '.join(names)}")
-        idx.append(hits[0])
-    return idx
+    from drivers.recordings import InputError, pick_columns
+
+    try:
+        return pick_columns(names, columns, where)
+    except InputError as exc:
+        raise DataError(str(exc)) from None
 
 
 def read_mat(path: str, columns: list[str] | None = None) -> tuple[list[str], np.ndarray]:
-    """The ``*_time`` signals of a MATLAB file (CWRU layout), truncated to a common length."""
-    from scipy.io import loadmat
+    """drivers/recordings.read_mat, its InputError as a DataError."""
+    from drivers.recordings import InputError, read_mat as read
 
     try:
-        mat = loadmat(path)
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable .mat file ({exc})") from None
-    names = sorted(k for k in mat if k.endswith("_time"))
-    if not names:
-        raise DataError(f"{path}: no *_time signals")
-    short = [n.split("_")[-2] for n in names]  # X097_DE_time -> DE
-    sel = _pick(short, columns, path)
-    n = min(len(mat[names[i]]) for i in sel)
-    return [short[i] for i in sel], np.column_stack([mat[names[i]].ravel()[:n] for i in sel])
+        return read(path, columns)
+    except InputError as exc:
+        raise DataError(str(exc)) from None
 
 
 def simulate(seconds: float, spec: FeatureSpec, size: int, hop: int, fault: str | None = None,
