@@ -37,7 +37,7 @@ def _entry_name(manifest: dict) -> str:
 
 def install(bundle_dir: str, sensor_cfg, storage_dir: str, trusted_keys, sealer) -> str:
     """Verify and store a bundle for one sensor; returns the stored path. Raises BundleError."""
-    from agent.features import FeatureSpec, feature_names
+    from models.features import FeatureSpec, feature_names
     from models.bundle import MANIFEST, SIGNATURE, BundleError, verify
 
     bundle = verify(bundle_dir, [str(k) for k in trusted_keys])

@@ -182,7 +182,7 @@ class Privatizer:
 
 def unpublished(cfg) -> list[tuple[tuple, str]]:
     """`config check` warnings: per sensor, the features privacy will not publish for want of bounds."""
-    from agent.features import FeatureSpec, feature_names
+    from models.features import FeatureSpec, feature_names
 
     p = cfg.aggregates.privacy
     if p is None:

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.config_models import SensorConfig  # noqa: E402
+from agent.config_models import parse_sensor  # noqa: E402
 from agent.pipeline import SensorPipeline  # noqa: E402
 from agent.privacy import PrivacyConfig, Privatizer  # noqa: E402
 from agent.records import Frame  # noqa: E402
@@ -60,7 +60,7 @@ class _Recorder:
 
 
 def record(minutes: int, seed: int, interval: float = INTERVAL) -> list[tuple[list[str], np.ndarray]]:
-    cfg = SensorConfig(name="pump1", protocol="sim", sample_rate=RATE, channels=list(CHANNELS),
+    cfg = parse_sensor(name="pump1", protocol="sim", sample_rate=RATE, channels=list(CHANNELS),
                        detector={"learn_seconds": 600})
     pipe = SensorPipeline(device="bench", sensor_cfg=cfg, aggregate_interval=interval, emit=lambda r: None)
     rec = _Recorder()

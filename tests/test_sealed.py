@@ -105,13 +105,13 @@ def signed_bundle(tmp_path_factory):
 
 def test_installed_bundle_opens_only_for_its_sensor_and_only_untouched(signed_bundle, tmp_path, monkeypatch):
     from agent import hotswap
-    from agent.config_models import SensorConfig
+    from agent.config_models import parse_sensor
     from models.bundle import BundleError
 
     path, pub, names = signed_bundle
-    monkeypatch.setattr("agent.features.feature_names", lambda spec: names)  # the test bundle's features
+    monkeypatch.setattr("models.features.feature_names", lambda spec: names)  # the test bundle's features
     s = _sealer()
-    stored = bundle_store.install(path, SensorConfig(name="s1", protocol="sim"), str(tmp_path), [pub], s)
+    stored = bundle_store.install(path, parse_sensor(name="s1", protocol="sim"), str(tmp_path), [pub], s)
     assert stored.endswith(".sealed") and hotswap.candidate(str(tmp_path / "bundles" / "s1")) == stored
     assert bundle_store.open_bundle(stored, "s1", s, [pub]).version == "v1"
     with pytest.raises(BundleError, match="encrypted bundle refused: authentication failed"):

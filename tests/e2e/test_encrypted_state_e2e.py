@@ -155,7 +155,7 @@ def test_tampered_or_swapped_baseline_is_refused_reported_kept_and_learned_anew(
 
 
 def test_installed_bundle_is_stored_encrypted_and_runs_across_restarts(broker, tmp_path):
-    from agent.features import FeatureSpec
+    from models.features import FeatureSpec
     from models import bundle
     from models.training import data
     from models.training.train import train, write_bundle
