@@ -19,6 +19,7 @@ statistics share epsilon), and four (ax/ay/az.rms_g and temp.mean_c, via `aggreg
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 from fnmatch import fnmatchcase
@@ -92,9 +93,10 @@ def utility(intervals, eps: float, mechanism: str, keep, draws: int) -> dict[str
             for name, stats in noisy.items():
                 e = errs.setdefault(name, ([], []))
                 for j, stat in enumerate(("mean", "max")):
-                    denom = abs(exact[name][stat]) or 1e-12
-                    e[j].append(abs(stats[stat] - exact[name][stat]) / denom)
-    return {n: (statistics.median(m), statistics.median(x)) for n, (m, x) in errs.items()}
+                    if exact[name][stat] != 0:  # relative error is undefined at 0 (the score while learning)
+                        e[j].append(abs(stats[stat] - exact[name][stat]) / abs(exact[name][stat]))
+    return {n: (statistics.median(m) if m else math.nan, statistics.median(x) if x else math.nan)
+            for n, (m, x) in errs.items()}
 
 
 _PROBE = """
