@@ -130,12 +130,8 @@ class SensorPipeline:
         iso_alert = self.iso.update(vector)
         if self.iso.zone_of(vector) in ("C", "D"):
             exclude = "iso10816"
-        if isinstance(self.model, StreamingModel):
-            value, ready, reason = self.model.update(vector.values, vector.ts, exclude=exclude)
-            events = self.model.take_events()
-        else:
-            value, ready, reason = self.model.update(vector.values, vector.ts)
-            events = []
+        value, ready, reason = self.model.update(vector.values, vector.ts, exclude=exclude)
+        events = self.model.take_events()
         score = Score(self.sensor, vector.ts, value, ready, self.model_name, tuple(reason))
         self.stats.last_score = value
         self.stats.last_window_ts = vector.ts
@@ -166,14 +162,13 @@ class SensorPipeline:
     # -- the baseline --------------------------------------------------------------------
     def baseline(self) -> dict:
         """The status topic's `sensors.<name>.baseline` (models/streaming.py `baseline()`)."""
-        if isinstance(self.model, StreamingModel):
-            return self.model.baseline()
-        return dict(BUNDLE_BASELINE)
+        baseline = self.model.baseline()
+        return dict(BUNDLE_BASELINE) if baseline is None else baseline
 
     def reset_baseline(self) -> bool:
         """Forget the learned baseline and learn anew from the next window (after maintenance).
         False when the sensor runs a signed bundle (nothing learned on the device to forget)."""
-        if not isinstance(self.model, StreamingModel):
+        if self.model.baseline() is None:
             return False
         self.model = build_model(self.cfg.detector, self.cfg.alerts)
         self._taint = (0, 0)
