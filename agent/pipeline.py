@@ -28,21 +28,18 @@ from models.streaming import StreamingModel
 Emit = Callable[[Alert | Aggregate], None]
 
 
-def build_model(detector_cfg, alerts_cfg=None):
+def build_model(detector_cfg, alerts_cfg=None, **options):
     """The streaming model (detector + calibration) a sensor's `detector:` section asks for; the
     `alerts:` section's levels also say when baseline drift is large (its mean score against the
-    learned baseline at the alarm level) and when that ends (below the warning level)."""
+    learned baseline at the alarm level) and when that ends (below the warning level). `options`
+    are StreamingModel keywords that replace the section's (replay: `baseline_rows`, ...)."""
     from models.registry import create
 
     detector = create(detector_cfg.type, **dict(detector_cfg.params))
     drift = {} if alerts_cfg is None else {"drift_large_at": alerts_cfg.alarm,
                                            "drift_clear_below": alerts_cfg.warning}
-    return StreamingModel(
-        detector,
-        learn_seconds=detector_cfg.learn_seconds,
-        adapt_half_life_s=detector_cfg.adapt_half_life_s,
-        **drift,
-    )
+    settings = {"learn_seconds": detector_cfg.learn_seconds, "adapt_half_life_s": detector_cfg.adapt_half_life_s}
+    return StreamingModel(detector, **{**settings, **drift, **options})
 
 
 BUNDLE_BASELINE = {"state": "ready", "progress": 1.0, "windows": 0, "learned_at": None,
