@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from models.base import DetectorBase
+from models.bundle import kind
 from models.calibration import Calibrator
 
 
@@ -124,7 +125,7 @@ class BundleModel:
         """From a verified `models.bundle.Bundle`."""
         m = bundle.manifest
         det = OnnxDetector(bundle.model_bytes, m["features"]["names"], m["scaler"]["mean"], m["scaler"]["scale"],
-                           name=m["name"], version=m["version"])
+                           name=kind(m["name"]), version=m["version"])
         return cls(det, Calibrator.from_dict(m["calibration"]), bundle.path)
 
     @property
