@@ -232,9 +232,11 @@ def test_a_key_of_another_protocol_is_an_error_at_the_key_the_operator_wrote():
     path is the user's (`sensors[0].slave_id`), without the union's tag."""
     text = "device: {id: gw}\nsensors:\n  - name: p\n    port: /dev/ttyUSB0\n    slave_id: 3\n    simulator: {rpm: 10}\n"
     assert errors_of(text) == [
-        "sensors[0].slave_id: unknown key 'slave_id'; valid keys: " + ", ".join(config_mod.SENSOR_MODELS["lines"].model_fields) + " (c.yaml:5)",
-        "sensors[0].simulator: unknown key 'simulator'; valid keys: " + ", ".join(config_mod.SENSOR_MODELS["lines"].model_fields) + " (c.yaml:6)",
+        "sensors[0].slave_id: not a key of protocol 'lines' (the default: `protocol` is not set); it is a key of protocol 'modbus' (c.yaml:5)",
+        "sensors[0].simulator: not a key of protocol 'lines' (the default: `protocol` is not set); it is a key of protocol 'sim' (c.yaml:6)",
     ]
+    explicit = text.replace("    slave_id", "    protocol: lines\n    slave_id")
+    assert errors_of(explicit)[0] == "sensors[0].slave_id: not a key of protocol 'lines'; it is a key of protocol 'modbus' (c.yaml:6)"
     modbus = "device: {id: gw}\nsensors:\n  - {name: p, port: /dev/x, protocol: modbus, preset: qm30vt2, slave_id: 3, pol_interval: 2}\n"
     assert errors_of(modbus) == ["sensors[0].pol_interval: unknown key 'pol_interval'; did you mean 'poll_interval'? (c.yaml:3)"]
     sim = parse_config("device: {id: gw}\nsensors: [{name: p, protocol: sim, simulator: {rpm: 900}}]").sensors[0]
