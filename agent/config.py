@@ -261,6 +261,15 @@ def json_schema() -> dict:
     True
     """
     schema = Config.model_json_schema()
+    # `sensors[]` as the file is read: exactly one protocol's keys per sensor. An editor cannot run
+    # the union's discriminator, so each protocol but the default requires `protocol`, and the
+    # catch-all of unknown protocols (it only shapes error messages) is left out.
+    defs = schema["$defs"]
+    defs.pop(UnknownProtocolSensor.__name__, None)
+    schema["properties"]["sensors"]["items"] = {"oneOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in SENSOR_MODELS.values()]}
+    for protocol, model in SENSOR_MODELS.items():
+        if protocol != DEFAULT_PROTOCOL:
+            defs[model.__name__]["required"] = sorted({*defs[model.__name__].get("required", ()), "protocol"})
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "pdm-agent configuration", **{
         k: v for k, v in schema.items() if k != "title"
     }}
