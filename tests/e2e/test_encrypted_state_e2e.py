@@ -188,7 +188,7 @@ def test_installed_bundle_is_stored_encrypted_and_runs_across_restarts(broker, t
         sub = Subscriber(broker.host, broker.port, ["pdm/#"])
         agent = start_agent(config, tmp_path / f"agent{run}.log")
         try:
-            s = wait_until(lambda: (s := _sensor_status(sub, live=True)).get("model") == "pca@v7" and s, 40,
+            s = wait_until(lambda: (s := _sensor_status(sub, live=True)).get("model") == "bundle:pca@v7" and s, 40,
                            what=f"run {run}: the installed bundle scores pump1")
             assert s["bundle"]["path"] == str(stored) and "model_refused" not in s
         finally:
