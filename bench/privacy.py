@@ -178,6 +178,8 @@ def main(argv=None) -> int:
         release_cost()
         return 0
     intervals = [iv for seed in range(1, args.seeds + 1) for iv in record(args.minutes, seed, args.interval)]
+    if not intervals:
+        ap.error(f"--minutes {args.minutes}: no complete interval of {args.interval:g} s after the first")
     counts = [len(d) for _n, d in intervals]
     print(f"{len(intervals)} intervals of {args.interval:g} s, windows per interval median {statistics.median(counts)}; "
           f"mechanism {args.mechanism}; {args.draws} draws per interval")
