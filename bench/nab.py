@@ -36,11 +36,12 @@ sys.path.insert(0, str(ROOT))
 NAB = ROOT.parent / "shared" / "datasets" / "nab-dev"
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 GRID = {  # around the defaults of models/rarity.py; the CV picks per held-out category
-    "smooth": (0.1, 0.3),
     "suppress": (0.003, 0.01),
     "tail": (70, 100, 140),
-    "trim": (3, 6),
-}
+    "refractory_s": (0.0, 3600.0, 7200.0),  # models/context.py; 0 = off
+    "days": (0, 1, 3, 7),  # the daily rhythm's look-back; 0 = off
+}  # smooth (0.1) and trim (3) stay at their defaults, chosen by the earlier grid (docs/detectors.md),
+#   to keep this one at 72 points
 
 
 def corpus(data: pathlib.Path):
