@@ -69,7 +69,7 @@ class EpisodeContext:
     __slots__ = ("refractory_s", "period_s", "days", "jitter_s", "_records", "_stride", "_n", "_since",
                  "_last", "_period", "_jitter", "_ring", "_bucket")
 
-    def __init__(self, refractory_s: float = 3600.0, period_s: float = 86400.0, days: int = 3,
+    def __init__(self, refractory_s: float = 7200.0, period_s: float = 86400.0, days: int = 3,
                  jitter_s: float = 1800.0) -> None:
         for key, val in (("refractory_s", refractory_s), ("period_s", period_s), ("jitter_s", jitter_s)):
             if not (isinstance(val, (int, float)) and not isinstance(val, bool)) or not 0.0 <= float(val) < math.inf:

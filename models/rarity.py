@@ -185,7 +185,7 @@ class RarityDetector:
 
     def __init__(self, history: int = 10_000, tail: int = 100, smooth: float = 0.1, volatility: float = 0.1,
                  suppress: float = 0.003, quiet: float = 0.5, warmup: int = 100, scan_seconds: float = 300.0,
-                 trim: int = 3, refractory_s: float = 3600.0, period_s: float = 86400.0, days: int = 3,
+                 trim: int = 3, refractory_s: float = 7200.0, period_s: float = 86400.0, days: int = 3,
                  jitter_s: float = 1800.0) -> None:
         for key, val in (("history", history), ("tail", tail), ("warmup", warmup), ("trim", trim)):
             if isinstance(val, bool) or not isinstance(val, (int, float)) or val != int(val):
