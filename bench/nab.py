@@ -39,7 +39,7 @@ GRID = {  # around the defaults of models/rarity.py; the CV picks per held-out c
     "suppress": (0.003, 0.01),
     "tail": (70, 100, 140),
     "refractory_s": (0.0, 3600.0, 7200.0),  # models/context.py; 0 = off
-    "days": (0, 1, 3, 7),  # the daily rhythm's look-back; 0 = off
+    "days": (0, 2, 3, 7),  # the daily rhythm's look-back (it needs 2 earlier days); 0 = off
 }  # smooth (0.1) and trim (3) stay at their defaults, chosen by the earlier grid (docs/detectors.md),
 #   to keep this one at 72 points
 

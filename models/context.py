@@ -45,6 +45,9 @@ from __future__ import annotations
 import math
 
 _MAX_BUCKETS = 200_000  # ring size cap (a 1 Hz stream with a 5 s stride over a week is 120,960)
+# A rhythm is what happened at this time on at least two earlier days: one coincidence (yesterday's
+# alert at the hour a new fault starts today) must not damp the new fault (tests/test_replay.py).
+_REPEATS = 2
 _LOOKUP_FLOOR = 1.0  # decades: below this (a score under 0.05) the rhythm is not looked up, for speed
 
 
@@ -105,20 +108,20 @@ class EpisodeContext:
             self._period, self._jitter, self._ring, self._bucket = period, jitter, [0.0] * size, -1
 
     def reference(self) -> float:
-        """Largest surprise within the jitter of this time on each of the last `days` periods (0 if none)."""
+        """The second largest of the per-period maxima of surprise within the jitter of this time
+        on the last `days` periods: what has recurred at this time (0 if nothing has twice)."""
         ring, size = self._ring, len(self._ring)
         if not size:
             return 0.0
         now = self._n // self._stride
         lo_valid = max(0, now - size + 1)  # buckets older than the ring, or never filled, hold nothing
-        best = 0.0
+        peaks = []
         for d in range(1, self.days + 1):
             centre = now - d * self._period
-            for b in range(max(centre - self._jitter, lo_valid), min(centre + self._jitter, now - 1) + 1):
-                v = ring[b % size]
-                if v > best:
-                    best = v
-        return best
+            lo, hi = max(centre - self._jitter, lo_valid), min(centre + self._jitter, now - 1)
+            peaks.append(max((ring[b % size] for b in range(lo, hi + 1)), default=0.0))
+        peaks.sort(reverse=True)
+        return peaks[_REPEATS - 1] if len(peaks) >= _REPEATS else 0.0
 
     def news(self, surprise: float, gated: float) -> float:
         """The part of `surprise` (decades) that is news; `gated` is it after the caller's own
