@@ -109,7 +109,9 @@ class _Tail:
             excess = max(lo - sum(s[t:k]) / max(k - t, 1), self._floor(s))
             logp = math.log(k / (m + 1)) - (lo - v) / excess
         else:  # the body: the rarer side's count of values at least as extreme as v
-            logp = math.log((min(m - bisect.bisect_left(s, v), bisect.bisect_right(s, v)) + 1) / (m + 1))
+            below = bisect.bisect_right(s, v)  # at most v; when that is at most half, it is the rarer side
+            count = below if 2 * below <= m else min(m - bisect.bisect_left(s, v), below)
+            logp = math.log((count + 1) / (m + 1))
         return max(0.0, -logp / _LN10 - _LOG10_2)  # two-sided: the worse of two tests
 
     @staticmethod
