@@ -120,3 +120,25 @@ def test_invalid_parameters_are_refused_in_words() -> None:
         RarityDetector(period_s=3600, jitter_s=1800)
     with pytest.raises(ValueError, match="period_s must be a duration"):
         RarityDetector(period_s=math.inf)
+
+
+def test_a_restored_detector_keeps_its_rhythm_and_episode_and_an_old_state_still_loads() -> None:
+    det = RarityDetector()
+    det.set_cadence(300.0)
+    x = noise(5)
+    for d in range(1, 5):
+        x[d * DAY + 24] += 4.0 + 0.3 * d  # a nightly spike
+    x[4 * DAY + 100] += 3.0  # an alert 5 minutes before the restart: inside its refractory period
+    for v in x[:4 * DAY + 101]:
+        r = {"cpu": float(v)}
+        det.score(r), det.learn(r), det.observe(r)
+    restored = RarityDetector.from_state(det.state())
+    probe = [{"cpu": 10.0}, {"cpu": 13.2}, {"cpu": 16.0}]
+    assert [restored.score(r) for r in probe] == [det.score(r) for r in probe]
+    assert restored._context.reference() == det._context.reference()
+    old = det.state()
+    old["version"] = "1"
+    del old["context"]
+    for key in ("refractory_s", "period_s", "days", "jitter_s"):
+        del old["params"][key]
+    assert RarityDetector.from_state(old).state()["params"]["refractory_s"] == 7200.0
