@@ -8,12 +8,13 @@ history, in decades (-log10 p). Two kinds of rare records are not news to an ope
   last alert, s - s_alert (how much rarer than what was already said). An escalation (a fault
   that grows, p falling by orders of magnitude more) is still reported at once;
 - **a rhythm**: an event that happens at about the same time every day (a nightly backup's CPU
-  spike, a shift start). The largest surprise seen within +-`jitter_s` of the same time on each
-  of the last `days` days (period `period_s`), if it reached the warning level, is the reference,
-  and the surprise counts only by
-  its excess over it. The first occurrence is reported; the second, a day later at the same
-  time and no larger, is not. A rarity that never happened at this time of day (a spike at an
-  unusual hour, a daily peak that fails to come as a rare low value) keeps its full surprise.
+  spike, a shift start). For each of the last `days` days (period `period_s`) the largest surprise
+  that reached the warning level within +-`jitter_s` of this time is that day's peak; the second
+  largest peak (something that happened at this hour on at least two earlier days) is the
+  reference, and the surprise counts only by its excess over it. The first two occurrences are
+  reported; the third, at the same time and no larger, is not. One coincidence (yesterday's alert
+  at the hour a new fault starts today) damps nothing. A rarity that never happened at this time
+  of day (a spike at an unusual hour) keeps its full surprise.
 
 Both are differences of decades, so the result is still "how many times rarer than the
 context", unit-free, and the detector's fixed calibration keeps its meaning (0.5 = warning).
