@@ -63,6 +63,7 @@ from collections import deque
 
 import numpy as np  # noqa: F401  (doctest namespace)
 
+from models.base import DetectorBase
 from models.calibration import SurpriseMap
 from models.context import EpisodeContext
 
@@ -148,7 +149,7 @@ class _Channel:
         return v, level, vol
 
 
-class RarityDetector:
+class RarityDetector(DetectorBase):
     """Surprise of value, level and volatility against each channel's own history (module docstring).
 
     Parameters
@@ -184,6 +185,7 @@ class RarityDetector:
     version = "2"
     calibration = CALIBRATION
     novelty = True
+    contextual = True  # observe() keeps per-channel input context (see models/base.py)
 
     def __init__(self, history: int = 10_000, tail: int = 100, smooth: float = 0.1, volatility: float = 0.1,
                  suppress: float = 0.003, quiet: float = 0.5, warmup: int = 100, scan_seconds: float = 300.0,
