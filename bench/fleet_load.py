@@ -89,7 +89,8 @@ class ShareConsumer:
 
 
 def agent_config(path: Path, *, host: str, port: int, device: str, storage: Path, rate: int, seed: int,
-                 fault: str | None, fault_at: float, learn_s: float, sensors: tuple[str, ...] = ("pump1",)) -> Path:
+                 fault: str | None, fault_at: float, learn_s: float, warning: float,
+                 sensors: tuple[str, ...] = ("pump1",)) -> Path:
     """A contract-key config: product MQTT defaults (keepalive, status interval, back-off), one low-rate
     simulated sensor with 1 s windows and flapping alert settings."""
     cfg = {
@@ -99,7 +100,7 @@ def agent_config(path: Path, *, host: str, port: int, device: str, storage: Path
         "sensors": [{"name": name, "protocol": "sim", "sample_rate": rate, "channels": ["ax", "ay", "az", "temp"],
                      "window": {"size": rate, "hop": rate},
                      "simulator": {"fault": fault, "fault_at": fault_at + 2 * k, "seed": seed + k},
-                     "detector": {"learn_seconds": learn_s}, "alerts": FLAPPY}
+                     "detector": {"learn_seconds": learn_s}, "alerts": {**FLAPPY, "warning": warning}}
                     for k, name in enumerate(sensors)],
         "aggregates": {"interval": 10},
         "logging": {"level": "info", "format": "json"},
@@ -138,7 +139,8 @@ def fleet(tmp: Path, args) -> dict:
             d.mkdir()
             cfg = agent_config(d / "c.yaml", host=broker.host, port=broker.port, device=f"fleet-{i:03d}",
                                storage=d / "state", rate=args.rate, seed=i + 1, fault=FAULTS[i % 2],
-                               fault_at=args.learn + 10 + (i % 5) * 5, learn_s=args.learn)
+                               fault_at=args.learn + 10 + (i % 5) * 5, learn_s=args.learn,
+                               warning=args.warning)
             logs.append(d / "agent.log")
             agents.append(pdm_agent("run", "--config", str(cfg), stdout=open(logs[-1], "wb"), stderr=subprocess.STDOUT))
             time.sleep(args.stagger)
@@ -188,7 +190,7 @@ def fleet(tmp: Path, args) -> dict:
     n = len(a0)
     return {
         "agents": args.agents, "running": n, "exit_codes_nonzero": sum(c != 0 for c in codes),
-        "rate_hz": args.rate, "window_s": 1.0, "measure_s": round(wall, 1),
+        "rate_hz": args.rate, "window_s": 1.0, "warning": args.warning, "measure_s": round(wall, 1),
         "broker_idle_rss_mib": round(idle["rss_mib"], 2), "broker_loaded_rss_mib": round(loaded["rss_mib"], 2),
         "broker_idle_cpu_pct": round(idle["cpu_pct"], 2), "broker_loaded_cpu_pct": round(loaded["cpu_pct"], 2),
         "broker_rss_kib_per_agent": round(1024 * (loaded["rss_mib"] - idle["rss_mib"]) / max(1, n), 1),
@@ -222,6 +224,7 @@ def bridge(tmp: Path, args) -> dict:
     log = d / "agent.log"
     cfg = agent_config(d / "c.yaml", host=site.host, port=site.port, device="site-1-gw", storage=d / "state",
                        rate=args.rate, seed=7, fault="outer-race", fault_at=args.learn + 5, learn_s=args.learn,
+                       warning=args.warning,
                        sensors=("pump1", "fan2"))
     agent = pdm_agent("run", "--config", str(cfg), stdout=open(log, "wb"), stderr=subprocess.STDOUT)
 
@@ -256,7 +259,7 @@ def bridge(tmp: Path, args) -> dict:
     seen = set(ids)
     after = [t for i, t in got if i in set(during)]
     return {
-        "cut_s": args.cut, "cleansession": args.cleansession, "agent_exit": code,
+        "cut_s": args.cut, "cleansession": args.cleansession, "warning": args.warning, "agent_exit": code,
         "alerts_before_cut": len(before), "alerts_raised_during_cut": len(during),
         "delivered_after_restore": sum(1 for i in during if i in seen),
         "lost": len(set(during) - seen), "doubled": len(ids) - len(seen),
@@ -274,6 +277,8 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=256, help="simulated samples/s per channel (windows are 1 s)")
     ap.add_argument("--learn", type=float, default=20, help="detector.learn_seconds")
     ap.add_argument("--stagger", type=float, default=0.5, help="seconds between agent starts")
+    ap.add_argument("--warning", type=float, default=0.5,
+                    help="alerts.warning (0.05 makes a healthy machine flap: many alerts, a stress test)")
     ap.add_argument("--cut", type=float, default=30, help="seconds the bridge is cut")
     ap.add_argument("--cleansession", choices=["true", "false"], default="false")
     ap.add_argument("--only", choices=["fleet", "bridge"])
