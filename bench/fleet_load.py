@@ -257,6 +257,10 @@ def bridge(tmp: Path, args) -> dict:
         central.stop()
     ids = [i for i, _ in got]
     seen = set(ids)
+    gaps = 0  # aggregates missing, doubled or out of order at the central subscriber, per sensor
+    for sensor in ("pump1", "fan2"):
+        ts = [ts_of(json.loads(m.payload)) for m in sub.snapshot() if m.topic.endswith(f"/{sensor}/aggregate")]
+        gaps += sum(1 for a, b in zip(ts, ts[1:]) if b - a != 10)
     after = [t for i, t in got if i in set(during)]
     return {
         "cut_s": args.cut, "cleansession": args.cleansession, "warning": args.warning, "agent_exit": code,
@@ -265,6 +269,8 @@ def bridge(tmp: Path, args) -> dict:
         "lost": len(set(during) - seen), "doubled": len(ids) - len(seen),
         "in_raised_order": [i for i in dict.fromkeys(ids)] == [i for i in raised if i in seen],
         "drain_s_after_restore": round(max(after) - restored, 2) if after else None,
+        "aggregates_received": sum(1 for m in sub.snapshot() if m.topic.endswith("/aggregate")),
+        "aggregate_gaps": gaps,
         "cut_started": round(cut_at, 1),
     }
 
