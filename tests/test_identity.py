@@ -123,3 +123,14 @@ def test_guard_sets_the_paho_wait_and_logs_once(max_s, monkeypatch):
     assert delays[CONFLICT_CLOSES - 1:] == [(max_s, max_s), (2 * max_s, 2 * max_s), (4 * max_s, 4 * max_s)]
     assert (client._reconnect_min_delay, client._reconnect_max_delay) == (0.5, max_s) and not g.suspected
     assert logs[-1]["log_level"] == "info" and "no longer suspected" in logs[-1]["event"]
+
+
+def test_pdm_agent_status_prints_the_conflict_and_the_fix():
+    from agent.status_cmd import render
+
+    c = conflict()
+    fight(c, 0, CONFLICT_CLOSES)
+    doc = {"state": "online", "version": "0.1.0", "ts": "2026-11-30T18:00:00.000Z", **c.status()}
+    text = render(doc, "broker", "gw-1")
+    assert "identity conflict since" in text and "own device.id" in text and "'gw-1'" in text
+    assert "identity conflict" not in render({"state": "online"}, "broker", "gw-1")
