@@ -79,7 +79,7 @@ def test_two_agents_with_one_device_id_stop_fighting_say_why_and_lose_nothing(br
     assert codes == [0]
     for log in logs.values():
         (report,) = conflict_reports(log)  # said once, as an error naming the device id and the fix
-        assert report["log_level"] == "error" if "log_level" in report else report["level"] == "error"
+        assert report["level"] == "error"
         assert report["device_id"] == "gw-same" and report["client_id"] == "pdm-agent-gw-same"
         assert "own device.id" in report["fix"] and report["reconnect_s"] >= 1.0
         assert "Unspecified error" not in log.read_text()
