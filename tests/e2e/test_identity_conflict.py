@@ -58,6 +58,13 @@ def test_two_agents_with_one_device_id_stop_fighting_say_why_and_lose_nothing(br
         assert doc["identity_conflict"]["device_id"] == "gw-same"
         assert "own device.id" in doc["identity_conflict"]["fix"] and "clash suspected" in doc["mqtt_warning"]
 
+        def local_status() -> dict:  # storage.dir/status.json, what `pdm-agent status` reads offline
+            try:
+                return json.loads((tmp_path / "state_a" / "status.json").read_text()).get("identity_conflict")
+            except (OSError, ValueError):
+                return None
+
+        assert wait_until(local_status, 30, what="the local status file saying so")["device_id"] == "gw-same"
         wait_until(lambda: raised_alerts(logs["a"]), 30, what="alerts raised during the conflict")
         assert stop(agents.pop("b")) == 0  # the operator removes the copy
         raised = raised_alerts(logs["a"])
