@@ -303,6 +303,8 @@ class Service:
         doc = {"state": state, "version": __version__, "ts": iso_utc(time.time())}
         if state == "online":
             doc.update(self.health())
+        if self.publisher is not None:
+            doc.update(self.publisher.clash.status())  # as on the status topic (agent/identity.py)
         try:
             status_file.write(self.storage_dir, doc)
         except OSError as exc:
