@@ -22,6 +22,7 @@ from agent import status_file
 from agent.alert_state import AlertLevels
 from agent.config import Config, ConfigError, load_config
 from agent.control import ControlServer, serve, socket_path
+from agent.fleet_share import FleetShare
 from agent.health import CpuMeter, rss_mib
 from agent.hotswap import ModelManager
 from agent.logs import Every
@@ -54,8 +55,8 @@ class Service:
         self._wake_w.setblocking(False)
         self.workers: dict[str, SensorWorker] = {}
         self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s)  # bundles
-        self._dropped_logged = 0
-        self._warn_drop = Every(30.0)
+        self.fleet = FleetShare(log, __version__)  # federated baselines: shares and prior (docs/federated.md)
+        self._dropped_logged, self._warn_drop = 0, Every(30.0)
         self._unsaved: deque = deque(maxlen=10_000)
         self._unsaved_lock = threading.Lock()
         self._warn_put = Every(30.0)
@@ -63,8 +64,7 @@ class Service:
         self.outbox: Store | None = None
         self.publisher: Publisher | None = None
         self.stall_s = STALL_S
-        self._discovery = None
-        self._discovery_key = None
+        self._discovery = self._discovery_key = None
         self.last_reload: dict = {"ts": None, "result": "none"}
         self._status_file_due = True
         self._status_text = ""
@@ -160,7 +160,8 @@ class Service:
             reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
             max_inflight=m.max_inflight, status_interval_s=m.status_interval_s,
             outbox=self.outbox, health=self.health, version=__version__, log=self.log,
-            retained=self._discovery_messages, max_packet_bytes=m.max_packet_bytes,
+            max_packet_bytes=m.max_packet_bytes,  # retained: HA discovery and fleet shares, after every connect
+            retained=lambda: self._discovery_messages() + self.fleet.messages(self.cfg, self.workers),
         )
 
     def _password_source(self) -> str | None:
@@ -183,7 +184,8 @@ class Service:
         pipeline = SensorPipeline(
             device=self.cfg.device.id, sensor_cfg=sensor_cfg,
             aggregate_interval=self.cfg.aggregates.interval, emit=self._emit, log=self.log,
-            model=self.models.initial(sensor_cfg), on_baseline=self._baseline_learned,
+            model=self.models.initial(sensor_cfg) or self.fleet.prior_model(self.cfg, sensor_cfg),
+            on_baseline=self._baseline_learned,
         )
         self.models.attach(sensor_cfg.name, pipeline)
         if self.cfg.aggregates.features is not None:  # smaller rows for brokers with small limits
@@ -371,6 +373,7 @@ class Service:
                 "health": p.sensor_health.report(w.online),
                 **({"iso10816": p.iso.state()} if p.iso.last_zone else {}),
                 **self.models.status(name),
+                **self.fleet.status(name),
                 **self._alert_status(name, w),
             }
         depth = self.outbox.depth() if self.outbox else {}
