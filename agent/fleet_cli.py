@@ -87,7 +87,9 @@ def write_prior(doc: dict, out: str) -> str:
         "name": f"fleet-prior-{doc['machine_type']}", "version": doc["created"].replace("-", "").replace(":", ""),
         "created": doc["created"], "model": {"file": PRIOR_FILE, "kind": "fleet-prior", "variant": "fleet-prior"},
         "features": {"names": det["keys"]}, "scaler": None, "calibration": doc["calibration"],
-        "training": {"machines": doc["machines"], "windows": det["n"], "tool": f"pdm-agent {__version__} fleet merge"},
+        "training": {"source": f"{len(doc['machines'])} shared baselines of machine type {doc['machine_type']}",
+                     "rows": det["n"], "holdout_rows": 0, "machines": doc["machines"],
+                     "tool": f"pdm-agent {__version__} fleet merge"},
     }
     data = json.dumps(doc, indent=1).encode()
     return bundle.write(out, manifest, {PRIOR_FILE: data})
