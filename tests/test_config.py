@@ -47,7 +47,7 @@ def test_shipped_config_documents_every_key():
     models = [config_mod.Config, config_mod.MqttConfig, config_mod.TlsConfig, config_mod.StorageConfig,
               config_mod.SensorConfig, config_mod.WindowConfig, config_mod.SimulatorConfig,
               config_mod.DetectorConfig, config_mod.AlertsConfig, config_mod.AggregatesConfig,
-              config_mod.LoggingConfig, config_mod.ModelsConfig, config_mod.DeviceConfig]
+              config_mod.LoggingConfig, config_mod.ModelsConfig, config_mod.DeviceConfig, config_mod.FleetConfig]
     missing = [f"{m.__name__}.{k}" for m in models for k in m.model_fields if f"{k}:" not in text]
     assert missing == []
 
