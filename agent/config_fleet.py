@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 _NAME = r"^[A-Za-z0-9_-]+$"  # agent/config_models.py NAME_PATTERN (one topic level, no wildcards)
+
+
+def _rule(at: tuple, message: str) -> PydanticCustomError:
+    """agent/config_models.py `_rule` (not imported: that module imports this one)."""
+    return PydanticCustomError("config_rule", message, {"at": at})
 
 
 class FleetConfig(BaseModel):
@@ -29,8 +35,6 @@ class FleetConfig(BaseModel):
 
     @model_validator(mode="after")
     def _named_group(self) -> "FleetConfig":
-        from agent.config_models import _rule
-
         if (self.share_baseline or self.prior is not None) and self.machine_type is None:
             raise _rule(("machine_type",), "required with share_baseline or prior: it names the group of alike "
                                            "machines whose baselines are pooled (e.g. pump-a)")
