@@ -62,7 +62,8 @@ def reload(svc) -> None:
         if name not in svc.workers and not svc._start_worker(scfg) and name in old_sensors:
             svc.log.error("keeping the previous configuration of this sensor", sensor=name)
             svc._start_worker(old_sensors[name])
-    if new.homeassistant != old.homeassistant or (new.homeassistant.enabled and old_sensors.keys() != new_sensors.keys()):
-        svc.publisher.announce()  # Home Assistant discovery follows the new sensor list
+    if (new.homeassistant != old.homeassistant or new.fleet != old.fleet
+            or (new.homeassistant.enabled and old_sensors.keys() != new_sensors.keys())):
+        svc.publisher.announce()  # Home Assistant discovery follows the new sensor list; fleet shares start
     svc.log.info("configuration reloaded", sensors=list(new_sensors))
     svc.notifier.ready(svc.summary())

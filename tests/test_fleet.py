@@ -144,6 +144,16 @@ def test_what_cannot_be_pooled_exactly_is_refused_in_words():
                      "fleet: {share_baseline: true, machine_type: pump-a}\n", "c.yaml")
 
 
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def error(self, event, **kw):
+        self.lines.append((event, kw))
+
+    info = warning = error
+
+
 def _prior_bundle(tmp_path, key) -> str:
     doc = merge([("a", share(streaming(vectors(12, 150)), "gw-a")),
                  ("b", share(streaming(vectors(13, 150, shift=0.1)), "gw-b"))], "pump-a")
@@ -158,6 +168,13 @@ def test_signed_prior_loads_and_a_bad_signature_is_refused(tmp_path):
     path = _prior_bundle(tmp_path, good_key)
     doc, kid = load_prior(path, [good_pub])
     assert doc["detector"]["n"] == 200 and kid
+    for mtype, why in (("pump-b", "prior for machine_type 'pump-a', this agent is 'pump-b'"),
+                       ("pump-a", "features do not match sensor 'pump1'")):  # the sim sensor computes others
+        cfg = parse_config(f"device: {{id: a}}\nsensors: [{{name: pump1, protocol: sim}}]\nmodels: {{trusted_keys: "
+                           f"[{good_pub}]}}\nfleet: {{prior: {path}, machine_type: {mtype}}}\n", "c.yaml")
+        fleet = FleetShare(Log(), "t")
+        assert fleet.prior_model(cfg, cfg.sensors[0]) is None
+        assert why in fleet.status("pump1")["fleet"]["prior_refused"]["reason"]
     bundle.sign(path, other_key)  # signed by a key the agent does not trust
     with pytest.raises(bundle.BundleError, match="not trusted"):
         load_prior(path, [good_pub])
@@ -169,19 +186,10 @@ def test_signed_prior_loads_and_a_bad_signature_is_refused(tmp_path):
     with pytest.raises(bundle.BundleError, match="SHA-256 mismatch"):
         load_prior(path, [good_pub])
 
-    class Log:
-        def __init__(self):
-            self.lines = []
-
-        def error(self, event, **kw):
-            self.lines.append((event, kw))
-
-        info = error
-
     cfg = parse_config(f"device: {{id: a}}\nsensors: [{{name: pump1, protocol: sim}}]\nmodels: {{trusted_keys: "
                        f"[{good_pub}]}}\nfleet: {{prior: {path}, machine_type: pump-a}}\n", "c.yaml")
-    log, fleet = Log(), FleetShare(Log(), "t")
-    fleet.log = log
+    log = Log()
+    fleet = FleetShare(log, "t")
     assert fleet.prior_model(cfg, cfg.sensors[0]) is None  # refused: the sensor learns on the device
     assert log.lines[0][0] == "fleet prior refused; learning on the device"
     assert "SHA-256 mismatch" in fleet.status("pump1")["fleet"]["prior_refused"]["reason"]
