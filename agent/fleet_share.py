@@ -86,7 +86,7 @@ def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, creat
         seen[who] = where
         parts.append((where, stats, cal, doc))
     pooled = pool([p[1] for p in parts], [p[0] for p in parts])
-    calibration = pool_calibration([(p[1], p[2]) for p in parts], pooled)
+    calibration = pool_calibration([(p[1], p[2]) for p in parts])
     return {"kind": PRIOR_KIND, "format": PRIOR_FORMAT, "machine_type": machine_type,
             "created": created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "detector": detector_state(pooled), "calibration": calibration,

@@ -19,7 +19,7 @@ other detectors (tree masses, PCA subspaces, histories are not sums over windows
 learned with its own `half_life` (exponentially weighted, not counts), differing feature sets or
 shrinkage. The calibration (models/calibration.py: a median and a 99.9 % tail of healthy raw scores)
 is a quantile, not a sufficient statistic; `pool_calibration` derives the prior's from the donors'
-as documented there (docs/federated.md), and says so in its `method`.
+on leave-one-machine-out scores (docs/federated.md), and says so in its `method`.
 """
 
 from __future__ import annotations
@@ -137,36 +137,44 @@ def _form(model: GaussianStats) -> np.ndarray:
     return precision / np.outer(std, std)
 
 
-def expected_score(model: GaussianStats, data: GaussianStats) -> float:
-    """Mean raw score `model` gives the windows summarised by `data` (same features):
-    E[(v - m)' A (v - m)] / d = (tr(A C) + (mu - m)' A (mu - m)) / d, exact from the statistics."""
+def expected_score(model: GaussianStats, data: GaussianStats) -> tuple[float, float]:
+    """Mean raw score `model` gives the windows summarised by `data` (same features), in two
+    parts, exact from the statistics: E[(v - m)' A (v - m)] / d = tr(A C) / d + (mu - m)' A (mu - m) / d,
+    the spread of the windows around their own mean (`within`) and the offset of that mean from
+    the model's (`offset`). Returns (within, offset)."""
     data = data.reordered(model.keys)
     a = _form(model)
     off = data.mean - model.mean
-    return float((np.trace(a @ data.cov) + off @ a @ off) / len(model.keys))
+    d = len(model.keys)
+    return float(np.trace(a @ data.cov) / d), float(off @ a @ off / d)
 
 
-def pool_calibration(donors: list[tuple[GaussianStats, dict]], pooled: GaussianStats) -> dict:
-    """The prior's calibration from the donors' (models/calibration.py `Calibrator.to_dict()`).
+def pool_calibration(donors: list[tuple[GaussianStats, dict]]) -> dict:
+    """The prior's calibration from the donors' (models/calibration.py `Calibrator.to_dict()`), on
+    leave-one-machine-out scores, as a short baseline is calibrated on leave-one-out scores.
 
-    Each donor's median m_i and tail q_i are in raw units of its own model. Its windows score
-    higher or lower under the pooled model by the ratio of their exact mean scores,
-    s_i = expected_score(pooled, donor) / expected_score(donor, donor); the prior takes the
-    count-weighted median sum(n_i s_i m_i) / sum(n_i) and the widest tail max(s_i q_i): a new
-    machine is taken to be like one of the donors, and no donor's healthy tail may alarm.
-    Donors must agree on quantile and alarm_ratio (PoolingError otherwise).
+    A new machine is one the prior has not seen. So each donor i is scored by the prior pooled from
+    the *other* donors: its windows' spread scores w_i = within(others, i) / within(i, i) times what
+    its own model gave, and their mean sits off by offset(others, i) (`expected_score`); the donor's
+    own median m_i and tail q_i become w_i m_i + offset_i and w_i q_i + offset_i. The prior takes the
+    count-weighted mean of those medians and the largest of those tails: a new machine is taken to
+    differ from the donors as much as they differ from each other, and no donor's healthy tail, so
+    scored, may reach the warning level. With one donor it is that donor's calibration. Donors must
+    agree on quantile and alarm_ratio (PoolingError otherwise).
     """
     if not donors:
         raise PoolingError("no calibration to pool")
     q0, a0 = float(donors[0][1]["quantile"]), float(donors[0][1]["alarm_ratio"])
     medians, tails, weights, scored = [], [], [], 0
-    for stats, cal in donors:
+    for i, (stats, cal) in enumerate(donors):
         if float(cal["quantile"]) != q0 or float(cal["alarm_ratio"]) != a0:
             raise PoolingError("donors calibrated with different quantile or alarm_ratio cannot be pooled")
-        own = expected_score(stats, stats)
-        scale = expected_score(pooled, stats) / own if own > 0 else 1.0
-        medians.append(scale * float(cal["median"]))
-        tails.append(scale * float(cal["tail"]))
+        others = [s for j, (s, _) in enumerate(donors) if j != i]
+        within, offset = expected_score(pool(others), stats) if others else (1.0, 0.0)
+        own = expected_score(stats, stats)[0] if others else 1.0
+        w = within / own if own > 0 else 1.0
+        medians.append(w * float(cal["median"]) + offset)
+        tails.append(w * float(cal["tail"]) + offset)
         weights.append(stats.n)
         scored += int(cal.get("n", 0))
     median = float(np.average(medians, weights=weights))
