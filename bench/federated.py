@@ -18,7 +18,7 @@ Reported: time to a usable baseline (first window scored for alerts), false anom
 (warnings and alarms while healthy) per hour scored, faults detected within `--within` s and the
 median delay. Time is the machine's, so hours take seconds.
 
-    python bench/federated.py [--donors 5 --machines 5 --learn 3600 --early 600 --healthy 7200]
+    python bench/federated.py [--donors 5 --machines 5 --first-seed 1000 --learn 3600 --early 600 --healthy 7200]
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def evaluate(doc, args) -> dict:
     cfg = sensor(args.learn)
     usable, false, hours, early, late = [], 0, 0.0, [], []
     for i in range(args.machines):
-        seed = 1000 + i
+        seed = args.first_seed + i
         fault = FAULTS[i % len(FAULTS)]
         for fault_at, found in ((args.early, early), (args.healthy, late)):
             _, raised, scores = run(cfg, fault_at + args.within, seed, model=new_model(doc, cfg, args.prior_windows), fault=fault,
@@ -131,13 +131,14 @@ def main() -> None:
     p.add_argument("--early", type=float, default=600.0, help="fault time (s) of the first run")
     p.add_argument("--healthy", type=float, default=7200.0, help="fault time (s) of the second run")
     p.add_argument("--within", type=float, default=300.0, help="a fault alerted later than this is missed")
+    p.add_argument("--first-seed", type=int, default=1000, help="seed of the first new machine (donors: 1..N)")
     p.add_argument("--prior-windows", type=int, default=None, help="fleet.prior_windows (default: pooled count)")
     p.add_argument("--verbose", action="store_true", help="false alert times per machine, on stderr")
     args = p.parse_args()
     doc = fleet_prior(args)
     print(f"prior: {doc['detector']['n']} windows of {args.donors} donors, rpm "
           f"{', '.join(f'{rpm_of(s):.0f}' for s in range(1, args.donors + 1))}; new machines rpm "
-          f"{', '.join(f'{rpm_of(1000 + i):.0f}' for i in range(args.machines))}\n")
+          f"{', '.join(f'{rpm_of(args.first_seed + i):.0f}' for i in range(args.machines))}\n")
     print(f"| start | time to a usable baseline (median) | false anomaly alerts / hours scored healthy | "
           f"fault at {args.early:.0f} s: detected within {args.within:.0f} s | "
           f"fault at {args.healthy:.0f} s: detected within {args.within:.0f} s |")
