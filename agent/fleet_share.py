@@ -181,6 +181,8 @@ class FleetShare:
             if not self.member(cfg, name) or not isinstance(model, StreamingModel):
                 continue
             baseline = model.baseline()
+            if baseline["state"] == "suspect":
+                self._not_shared(name, None, f"baseline is suspect: {baseline['reason']}")
             if baseline["state"] != "ready" or not baseline["windows"]:
                 continue
             key = (baseline["learned_at"], baseline["windows"])
