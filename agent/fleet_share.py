@@ -111,6 +111,27 @@ def load_prior(path: str, trusted_keys) -> tuple[dict, str]:
     return doc, bundle.key_id
 
 
+def describe(cfg, sensor_cfg) -> str | None:
+    """`config check`'s line about a sensor's fleet prior (verified as the agent will), or None."""
+    if cfg.fleet.prior is None or not FleetShare.member(cfg, sensor_cfg.name) or sensor_cfg.detector.bundle:
+        return None
+
+    class _Quiet:
+        def info(self, *a, **k): ...
+
+        error = info
+
+    fleet = FleetShare(_Quiet(), "")
+    model = fleet.prior_model(cfg, sensor_cfg)
+    entry = fleet.status(sensor_cfg.name)["fleet"]
+    if model is None:
+        return (f"warning: fleet.prior: refused for {sensor_cfg.name}: {entry['prior_refused']['reason']}; "
+                "it learns its own baseline instead")
+    p = entry["prior"]
+    return (f"{sensor_cfg.name}: starts from the fleet prior {p['path']} ({p['machine_type']}, {p['windows']} windows "
+            f"of {p['machines']} machine(s), signed by key {p['key_id']}): learned alerts from the first window")
+
+
 class FleetShare:
     """The service's side: prior models for new sensors, retained shares, status entries."""
 

@@ -215,3 +215,30 @@ def test_fleet_merge_command_from_files_writes_a_verifiable_signed_prior(tmp_pat
     run = subprocess.run([sys.executable, "-m", "agent.cli", "fleet", "merge", files[1], str(bad), "--out",
                           str(tmp_path / "p2"), "--key", key], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 2 and "cannot be pooled exactly" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_config_check_verifies_the_prior_as_the_agent_will(tmp_path):
+    from agent.hotswap import sensor_features
+
+    key, pub = bundle.keygen(str(tmp_path / "fleet"))
+    other, _ = bundle.keygen(str(tmp_path / "other"))
+    text = "device: {id: a}\nsensors: [{name: pump1, protocol: sim, detector: {learn_seconds: 600}}]\n"
+    names = sensor_features(parse_config(text, "c.yaml").sensors[0])
+    rng = np.random.default_rng(30)
+    shares = []
+    for i in range(2):
+        rows = [dict(zip(names, rng.lognormal(0.0, 0.1, len(names)).tolist())) for _ in range(120)]
+        shares.append((f"s{i}", share(streaming(rows), f"gw-{i}")))
+    path = write_prior(merge(shares, "pump-a"), str(tmp_path / "prior"))
+    bundle.sign(path, key)
+    config = tmp_path / "c.yaml"
+    config.write_text(text + f"models: {{trusted_keys: [{pub}]}}\nfleet: {{prior: {path}, machine_type: pump-a}}\n")
+    check = [sys.executable, "-m", "agent.cli", "config", "check", "--config", str(config)]
+    run = subprocess.run(check, cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"pump1: starts from the fleet prior {path} (pump-a, 200 windows of 2 machine(s)" in run.stdout
+    assert "baseline of" not in run.stdout  # no learning phase to describe
+    bundle.sign(path, other)
+    run = subprocess.run(check, cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0 and "warning: fleet.prior: refused for pump1: signature does not verify" in run.stdout
+    assert "pump1: baseline of 147 windows" in run.stdout  # it learns its own instead
