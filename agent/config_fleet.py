@@ -1,8 +1,7 @@
 """The `fleet:` section: federated baselines (docs/federated.md; config.yaml documents every key).
 
-Kept apart from agent/config_models.py (one section, one concern); that module imports it. It
-needs no other section, so it has its own frozen, strict base; the rules that look across
-sections (`check`) are called by `Config` with its `_rule`.
+Kept apart from agent/config_models.py (one section, one concern), which imports it; the rules
+that look across sections (`check`) are called by `Config`.
 """
 
 from __future__ import annotations
@@ -10,23 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, model_validator
 
-_NAME = r"^[A-Za-z0-9_-]+$"  # agent/config_models.py NAME_PATTERN (one topic level, no wildcards)
-
-
-def _rule(at: tuple, message: str) -> PydanticCustomError:
-    """agent/config_models.py `_rule` (not imported: that module imports this one)."""
-    return PydanticCustomError("config_rule", message, {"at": at})
+from drivers.config import NAME_PATTERN, Section, rule
 
 
-class FleetConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class FleetConfig(Section):
+    """`fleet:` (docs/federated.md)."""
 
     share_baseline: bool = Field(False, description="publish each learned baseline's statistics (never samples) "
                                                     "to the fleet topic, retained")
-    machine_type: Optional[str] = Field(None, pattern=_NAME, max_length=64,
+    machine_type: Optional[str] = Field(None, pattern=NAME_PATTERN, max_length=64,
                                         description="the group of alike machines; part of the fleet topic")
     sensors: Optional[list[str]] = Field(None, description="sensors that share / start from the prior (null: all)")
     prior: Optional[Path] = Field(None, description="signed fleet prior bundle (`pdm-agent fleet merge`) to start from")
@@ -36,12 +29,12 @@ class FleetConfig(BaseModel):
     @model_validator(mode="after")
     def _named_group(self) -> "FleetConfig":
         if (self.share_baseline or self.prior is not None) and self.machine_type is None:
-            raise _rule(("machine_type",), "required with share_baseline or prior: it names the group of alike "
+            raise rule(("machine_type",), "required with share_baseline or prior: it names the group of alike "
                                            "machines whose baselines are pooled (e.g. pump-a)")
         return self
 
 
-def check(cfg, rule) -> None:
+def check(cfg) -> None:
     """Rules across sections; raises `rule(at, message)` at the exact key."""
     fleet = cfg.fleet
     names = [s.name for s in cfg.sensors]

@@ -82,7 +82,26 @@ def fleet_prior(args) -> dict:
         shares.append((f"donor {seed}", share_payload(
             pipe.model.state(), device=f"donor-{seed}", sensor="pump1", machine_type="bench-pump",
             window_s=planned_windows(cfg)[1], agent_version="bench", learned_at=None)))
-    return merge(shares, "bench-pump")
+    doc = merge(shares, "bench-pump")
+    if args.in_sample:
+        doc["calibration"] = in_sample_calibration(shares, doc)
+    return doc
+
+
+def in_sample_calibration(shares, doc) -> dict:
+    """For comparison: each donor's calibration rescaled by how the pool of *all* donors (itself
+    included) scores it, instead of the pool of the others (models/pooling.py pool_calibration)."""
+    from models.pooling import expected_score, stats_of
+
+    full = stats_of(doc["detector"])
+    medians, tails, weights = [], [], []
+    for _, share in shares:
+        own = stats_of(share["detector"])
+        scale = sum(expected_score(full, own)) / sum(expected_score(own, own))
+        medians.append(scale * share["calibration"]["median"])
+        tails.append(scale * share["calibration"]["tail"])
+        weights.append(own.n)
+    return {**doc["calibration"], "median": float(np.average(medians, weights=weights)), "tail": max(tails)}
 
 
 def new_model(doc, cfg, prior_windows=None):
@@ -133,6 +152,8 @@ def main() -> None:
     p.add_argument("--within", type=float, default=300.0, help="a fault alerted later than this is missed")
     p.add_argument("--first-seed", type=int, default=1000, help="seed of the first new machine (donors: 1..N)")
     p.add_argument("--prior-windows", type=int, default=None, help="fleet.prior_windows (default: pooled count)")
+    p.add_argument("--in-sample", action="store_true",
+                   help="for comparison: calibrate the prior on the donors as the pool of all of them scores them")
     p.add_argument("--verbose", action="store_true", help="false alert times per machine, on stderr")
     args = p.parse_args()
     doc = fleet_prior(args)
