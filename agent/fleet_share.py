@@ -39,6 +39,16 @@ def topic(prefix: str, machine_type: str, device: str, sensor: str) -> str:
     return f"{prefix}/fleet/{machine_type}/baseline/{device}/{sensor}"
 
 
+def window_s(sensor_cfg) -> float:
+    """Seconds between a sensor's feature vectors, as agent/baseline.py `cadence_s` computes them
+    (not imported from there: that module imports this one for `config check`)."""
+    from drivers.base import driver_for
+
+    cadence = driver_for(sensor_cfg.protocol).cadence_s(sensor_cfg)
+    return float(cadence) if cadence is not None else (sensor_cfg.window.hop or sensor_cfg.window.size) / float(
+        sensor_cfg.sample_rate)
+
+
 def share_payload(model_state: dict, *, device: str, sensor: str, machine_type: str, window_s: float,
                   agent_version: str, learned_at: str | None) -> dict:
     """What a sensor shares (module docstring), from its streaming model's `state()`;
@@ -153,7 +163,6 @@ class FleetShare:
     # -- starting from a prior ------------------------------------------------------------------
     def prior_model(self, cfg, sensor_cfg):
         """The model a sensor starts with from `fleet.prior`, or None (no prior, or refused)."""
-        from agent.baseline import planned_windows
         from agent.hotswap import sensor_features
         from models.bundle import BundleError
 
@@ -174,7 +183,7 @@ class FleetShare:
                                    f"{sorted(keys - features)[:3]})")
             d = sensor_cfg.detector
             model = prior_model(doc, learn_seconds=d.learn_seconds, adapt_half_life_s=d.adapt_half_life_s,
-                                cadence_s=planned_windows(sensor_cfg)[1], prior_windows=fleet.prior_windows,
+                                cadence_s=window_s(sensor_cfg), prior_windows=fleet.prior_windows,
                                 where=path, drift_large_at=sensor_cfg.alerts.alarm,
                                 drift_clear_below=sensor_cfg.alerts.warning)
         except (BundleError, PoolingError) as exc:
@@ -216,8 +225,6 @@ class FleetShare:
         return out
 
     def _payload(self, cfg, name, worker, model, key, learned_at):
-        from agent.baseline import planned_windows
-
         if not worker.lock.acquire(timeout=2.0):
             return None  # the pipeline is busy; the next announce tries again
         try:
@@ -227,7 +234,7 @@ class FleetShare:
         where = topic(cfg.mqtt.topic_prefix, cfg.fleet.machine_type, cfg.device.id, name)
         try:
             payload = share_payload(state, device=cfg.device.id, sensor=name, machine_type=cfg.fleet.machine_type,
-                                    window_s=planned_windows(worker.cfg)[1], agent_version=self.agent_version,
+                                    window_s=window_s(worker.cfg), agent_version=self.agent_version,
                                     learned_at=learned_at)
         except PoolingError as exc:
             return self._not_shared(name, key, str(exc))

@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.baseline import planned_windows  # noqa: E402
-from agent.config_models import SensorConfig  # noqa: E402
+from agent.config_models import SensorConfig, parse_sensor  # noqa: E402
 from agent.fleet_share import merge, share_payload  # noqa: E402
 from agent.pipeline import SensorPipeline  # noqa: E402
 from agent.records import Frame  # noqa: E402
@@ -47,7 +47,7 @@ FAULTS = ("outer-race", "inner-race", "imbalance")
 
 
 def sensor(learn_seconds: float) -> SensorConfig:
-    return SensorConfig(name="pump1", protocol="sim", sample_rate=RATE, channels=list(CHANNELS),
+    return parse_sensor(name="pump1", protocol="sim", sample_rate=RATE, channels=list(CHANNELS),
                         detector={"learn_seconds": learn_seconds})
 
 
