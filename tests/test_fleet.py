@@ -242,3 +242,41 @@ def test_config_check_verifies_the_prior_as_the_agent_will(tmp_path):
     run = subprocess.run(check, cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0 and "warning: fleet.prior: refused for pump1: signature does not verify" in run.stdout
     assert "pump1: baseline of 147 windows" in run.stdout  # it learns its own instead
+
+
+def test_what_the_agent_shares_follows_the_fleet_section(tmp_path):
+    """FleetShare.messages, as the publisher calls it after every connect: the topic, only the
+    sensors in fleet.sensors, and a share over mqtt.max_packet_bytes held back with the reason."""
+    import threading
+    from types import SimpleNamespace
+
+    from agent.hotswap import sensor_features
+    from agent.pipeline import SensorPipeline
+
+    def agent(extra: str):
+        cfg = parse_config("device: {id: gw-1}\nsensors: [{name: pump1, protocol: sim}, {name: fan1, protocol: sim}]\n"
+                           + extra, "c.yaml")
+        workers = {}
+        for s in cfg.sensors:
+            pipe = SensorPipeline(device="gw-1", sensor_cfg=s, aggregate_interval=60.0, emit=lambda r: None)
+            names = sensor_features(s)
+            rng = np.random.default_rng(40)
+            pipe.model = streaming([dict(zip(names, rng.lognormal(0, 0.1, len(names)).tolist())) for _ in range(110)])
+            workers[s.name] = SimpleNamespace(pipeline=pipe, lock=threading.Lock(), cfg=s)
+        return cfg, workers
+
+    cfg, workers = agent("fleet: {share_baseline: true, machine_type: pump-a, sensors: [pump1]}\n")
+    fleet = FleetShare(Log(), "t")
+    (topic, payload), = fleet.messages(cfg, workers)
+    assert topic == "pdm/fleet/pump-a/baseline/gw-1/pump1"
+    doc = json.loads(payload)
+    assert doc["sensor"] == "pump1" and doc["detector"]["n"] == 100 and doc["window_s"] == 4.096
+    assert fleet.status("pump1")["fleet"]["shared"]["windows"] == 100 and fleet.status("fan1") == {}
+    cfg, workers = agent("mqtt: {max_packet_bytes: 4096}\nfleet: {share_baseline: true, machine_type: pump-a}\n")
+    log = Log()
+    fleet = FleetShare(log, "t")
+    assert fleet.messages(cfg, workers) == []
+    assert "over mqtt.max_packet_bytes 4096" in fleet.status("pump1")["fleet"]["not_shared"]["reason"]
+    assert log.lines[0][0] == "baseline not shared with the fleet"
+    cfg, workers = agent("fleet: {share_baseline: false, machine_type: pump-a}\n")
+    assert FleetShare(Log(), "t").messages(cfg, workers) == []
