@@ -41,7 +41,7 @@ def _from_files(paths: list[str]) -> list[tuple[str, dict]]:
 
 def _from_broker(cfg, config_path: str, machine_type: str, wait_s: float) -> list[tuple[str, dict]]:
     """The retained shares of `machine_type`: collected until none arrived for 1 s (or wait_s)."""
-    from agent.fleet_share import topic
+    from agent.topics import fleet_baseline as topic
     from agent.mqtt_client import BrokerError, Subscription
 
     pattern = topic(cfg.mqtt.topic_prefix, machine_type, "+", "+")

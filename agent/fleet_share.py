@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import time
 
+from agent.topics import fleet_baseline as topic
+
 from models.pooling import PoolingError, detector_state, learned_baseline, pool, pool_calibration, stats_of
 from models.prior import FORMAT as PRIOR_FORMAT, KIND as PRIOR_KIND, check as check_prior, prior_model
 
@@ -28,15 +30,6 @@ PRIOR_FILE = "prior.json"
 # The only keys a share carries (tests assert this: nothing else, in particular no windows).
 SHARE_KEYS = {"kind", "format", "device", "sensor", "machine_type", "learned_at", "agent_version", "window_s",
               "detector", "calibration"}
-
-
-def topic(prefix: str, machine_type: str, device: str, sensor: str) -> str:
-    """The fleet topic of one sensor's shared baseline.
-
-    >>> topic("pdm", "pump-a", "gw-1", "pump1")
-    'pdm/fleet/pump-a/baseline/gw-1/pump1'
-    """
-    return f"{prefix}/fleet/{machine_type}/baseline/{device}/{sensor}"
 
 
 def window_s(sensor_cfg) -> float:
