@@ -59,6 +59,8 @@ def _from_broker(cfg, config_path: str, machine_type: str, wait_s: float) -> lis
     try:
         sub.start()
         sub.wait_subscribed(min(10.0, wait_s))
+        with lock:
+            last[0] = time.monotonic()  # retained shares arrive right after the SUBACK
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline and time.monotonic() - last[0] < 1.0:
             time.sleep(0.1)
