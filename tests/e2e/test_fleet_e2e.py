@@ -68,9 +68,12 @@ def test_shared_baselines_merge_into_a_signed_prior_a_new_machine_scores_from_th
             share = json.loads(messages(sub, f"pdm/fleet/{TYPE}/baseline/{device}/pump1")[-1].payload)
             assert set(share) == SHARE_KEYS and share["device"] == device and share["machine_type"] == TYPE
             assert share["detector"]["name"] == "gaussian" and share["detector"]["n"] == 10
-            wait_until(lambda d=device: [m for m in messages(sub, f"pdm/{d}/status")
-                                         if "fleet" in json.loads(m.payload).get("sensors", {}).get("pump1", {})],
-                       15, what=f"{device}'s status saying what it shared")
+            shown = wait_until(lambda d=device: [e for m in messages(sub, f"pdm/{d}/status")
+                                                 if "fleet" in (e := json.loads(m.payload).get("sensors", {})
+                                                                .get("pump1", {}))],
+                               15, what=f"{device}'s status saying what it shared")
+            assert shown[-1]["fleet"]["shared"]["learned_at"] == shown[-1]["baseline"]["learned_at"] == share[
+                "learned_at"] is not None  # the baseline as learned, shared once learning ended
         for p in procs:
             stop(p)
         procs = []
