@@ -42,7 +42,7 @@ from agent.outbox import Outbox
 from agent.records import iso_utc
 
 IDLE_POLL_S = 0.2  # how soon a row put by the pipeline is noticed when nothing else wakes us
-RETAINED_MAX = 4  # extra retained messages per connect (Home Assistant discovery needs one)
+RETAINED_MAX = 68  # extra retained messages per connect: Home Assistant discovery, a fleet share per sensor
 
 
 class Publisher:
