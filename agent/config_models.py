@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from agent import config_rules as R
+from models.diagnosis.machine import MachineConfig
 
 __all__ = [
     "AggregatesConfig",
@@ -316,6 +317,7 @@ class SensorConfig(Section):
     registers: list[RegisterConfig] = Field(default_factory=list, description="modbus: extra/overriding registers")
     iso10816: IsoSection = Field(default_factory=IsoSection)
     health: HealthSection = Field(default_factory=HealthSection)
+    machine: Optional[MachineConfig] = Field(None, description="shaft speed and bearing defect orders: fault diagnosis (docs/diagnosis.md)")
 
     @field_validator("preset")
     @classmethod
@@ -396,6 +398,17 @@ class SensorConfig(Section):
                     (i,), f"band {i} [{lo:g}, {hi:g}] Hz: hi must be <= sample_rate/2 = {nyquist:g} Hz"
                 )
         return bands
+
+    @field_validator("machine")
+    @classmethod
+    def _machine_fits(cls, machine: Optional[MachineConfig], info: ValidationInfo) -> Optional[MachineConfig]:
+        # Diagnosis reads waveforms (docs/diagnosis.md): refuse what it could never use.
+        if machine is not None and info.data.get("protocol") == "modbus":
+            raise _rule((), "fault diagnosis needs the waveform; a modbus transmitter sends features only")
+        channels = info.data.get("channels")
+        if machine is not None and machine.axial_channel is not None and channels and machine.axial_channel not in channels:
+            raise _rule(("axial_channel",), f"'{machine.axial_channel}' is not one of channels {channels}")
+        return machine
 
     @field_validator("protocol")
     @classmethod

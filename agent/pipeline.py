@@ -16,6 +16,7 @@ from typing import Callable
 
 from agent import iso10816, sensor_health
 from agent.aggregates import Aggregator
+from agent.diagnosis import SensorDiagnosis
 from agent.alert_state import condition
 from agent.features import FeatureSpec, extract
 from agent.log_summary import LearningLog, summary_fields
@@ -90,6 +91,7 @@ class SensorPipeline:
         self.log = log
         self.stats = SensorStats()
         self.learning_log = LearningLog(log, self.sensor, sensor_cfg.detector.learn_seconds)
+        self.diagnosis = SensorDiagnosis.from_sensor_config(sensor_cfg, log)  # inert without `machine:`
 
     # -- waveform front end -------------------------------------------------------------
     def process(self, frame: Frame | FeatureVector) -> list[Score]:
@@ -113,6 +115,7 @@ class SensorPipeline:
             ts = frame.t_end - (self.stats.samples - end) / self.rate
             self.stats.windows += 1
             tainted = self._taint[0] < end < self._taint[1]
+            self.diagnosis.keep(window)
             scores.append(self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec)),
                                       exclude="implausible" if tainted else None))
         return scores
@@ -138,6 +141,7 @@ class SensorPipeline:
         self.learning_log.update(vector.ts, ready)
         self.sensor_health.observe(vector.values)
         alerts = [self.policy.update(score), iso_alert]
+        alerts[0] = self.diagnosis.attach(alerts[0])
         for kind, event in events:
             if kind == "learned":
                 self._announce(event)

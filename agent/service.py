@@ -370,6 +370,7 @@ class Service:
                 **w.counters(),
                 "health": p.sensor_health.report(w.online),
                 **({"iso10816": p.iso.state()} if p.iso.last_zone else {}),
+                **p.diagnosis.status(),
                 **self.models.status(name),
                 **self._alert_status(name, w),
             }
