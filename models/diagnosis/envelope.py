@@ -92,3 +92,31 @@ def scale_grid(speed_tolerance: float, df: float, top_hz: float) -> np.ndarray:
     lo, hi = (1 - speed_tolerance) * (1 - SLIP), 1 + speed_tolerance
     step = max(0.5 * df / max(top_hz, df), 1e-4)
     return np.arange(lo, hi + step / 2, step)
+
+
+def series_scores(ratio: np.ndarray, df: float, freqs_hz: np.ndarray, harmonics: int,
+                  scales: np.ndarray) -> np.ndarray:
+    """`match_lines`' score for many series at once (no details): shape (len(freqs_hz),), dB.
+    Used for decoy series, whose scores are the window's own null distribution (a CFAR test:
+    the same search run where no defect line can be, so its best chance match is known)."""
+    n = len(ratio)
+    pos = scales[None, :, None] * (np.arange(1, harmonics + 1) * np.asarray(freqs_hz)[:, None])[:, None, :] / df
+    ok = pos + 1 < n
+    lo = np.clip(np.floor(pos).astype(int), 0, n - 2)
+    best = np.maximum(ratio[lo], ratio[lo + 1])
+    db = np.clip(20 * np.log10(np.maximum(best, 1e-12)), 0.0, _CAP_DB) * ok
+    return db.sum(axis=2).max(axis=1) / harmonics
+
+
+def decoy_orders(taken: list[float], count: int = 8) -> np.ndarray:
+    """Orders 0.4..1.1 x the `taken` ones above 1 (defect orders and inner-race sidebands), 8 %
+    clear of every taken order and 3 % clear of the shaft harmonics: where no defect series can
+    sit. Returns up to `count` of them, spread over the range."""
+    taken = np.asarray(taken, dtype=float)
+    grid = np.unique(np.round(np.outer(taken[taken > 1.0], np.linspace(0.4, 1.1, 57)).ravel(), 3))
+    shaft = np.arange(1, 16, dtype=float)
+    free = grid[np.all(np.abs(grid[:, None] / taken[None, :] - 1) > 0.08, axis=1)
+                & np.all(np.abs(grid[:, None] / shaft[None, :] - 1) > 0.03, axis=1)]
+    if len(free) <= count:
+        return free
+    return free[np.linspace(0, len(free) - 1, count).round().astype(int)]
