@@ -64,11 +64,14 @@ def orders(seed: int, lines: dict[float, tuple[float, float, float]]) -> np.ndar
     return x
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_healthy_machine_is_unknown(seed):
-    d = diagnose(healthy(seed), FS, machine(), CH)
+def test_healthy_machine_is_unknown():
+    """Noise and a small 1x: `unknown`, with what came closest as evidence. Chance line matches
+    in noise happen (about 1 window in 100 here, by the decoy test's design): at most 3 of 60."""
+    d = diagnose(healthy(1), FS, machine(), CH)
     assert d.fault == "unknown" and d.confidence == 0.0 and d.component == ""
-    assert "best_bearing_pattern" in d.evidence  # the evidence says what came closest
+    assert d.evidence["best_bearing_pattern"]["excess_db"] < 3.5
+    faults = [diagnose(healthy(seed), FS, machine(), CH).fault for seed in range(60)]
+    assert sum(f != "unknown" for f in faults) <= 3, faults
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -113,14 +116,17 @@ def test_speed_off_the_configured_one_is_found():
     x = impacts(4, 3.585 * shaft * 0.99, shaft=shaft)
     d = diagnose(x, FS, machine(), CH)
     assert d.fault == "outer_race"
-    assert d.evidence["expected_hz"] / SHAFT == pytest.approx(3.585, rel=0.02)
+    # the running speed was measured from the 1x line: the expected BPFO follows it
+    assert d.evidence["expected_hz"] == pytest.approx(3.585 * shaft, rel=0.01)
 
 
 def test_noise_buries_the_lines_then_unknown_not_a_wrong_fault():
-    faults = [diagnose(impacts(s, 3.585 * SHAFT * 0.99, peak=p, noise=0.3), FS, machine(), CH).fault
-              for s in range(4) for p in (0.05, 0.4)]
-    assert set(faults) <= {"outer_race", "unknown"}
-    assert faults.count("outer_race") >= 3 and faults.count("unknown") >= 3  # strong found, faint not named
+    def fault(seed, peak):
+        return diagnose(impacts(seed, 3.585 * SHAFT * 0.99, peak=peak, noise=0.3), FS, machine(), CH).fault
+
+    assert [fault(s, 1.2) for s in range(6)] == ["outer_race"] * 6  # impacts 4x the noise RMS
+    faint = [fault(s, 0.05) for s in range(6)]  # impacts a sixth of the noise RMS: nothing to see
+    assert faint.count("unknown") >= 5, faint
 
 
 def test_imbalance_is_a_large_radial_1x():
