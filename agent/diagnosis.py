@@ -81,3 +81,16 @@ def fault_name(pipeline, ts: float) -> str:
         return ""
     payload = d.diagnose(d.window, float(ts))
     return "" if payload is None else payload["fault"]
+
+
+def diagnosis_text(d: dict) -> str:
+    """A diagnosis payload in words, for the log and `pdm-agent watch`.
+
+    >>> diagnosis_text({"fault": "outer_race", "component": "de", "confidence": 0.752, "evidence": {}})
+    'outer_race on de (confidence 0.75)'
+    >>> diagnosis_text({"fault": "unknown", "component": "", "confidence": 0.0, "evidence": {}})
+    'unknown'
+    """
+    if d.get("fault") == "unknown" or not d.get("component"):
+        return str(d.get("fault"))
+    return f"{d.get('fault')} on {d.get('component')} (confidence {float(d.get('confidence', 0)):.2f})"

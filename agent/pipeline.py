@@ -16,7 +16,7 @@ from typing import Callable
 
 from agent import iso10816, sensor_health
 from agent.aggregates import Aggregator
-from agent.diagnosis import SensorDiagnosis
+from agent.diagnosis import SensorDiagnosis, diagnosis_text
 from agent.alert_state import condition
 from agent.features import FeatureSpec, extract
 from agent.log_summary import LearningLog, summary_fields
@@ -156,6 +156,7 @@ class SensorPipeline:
                     f"alert {alert.level}", sensor=self.sensor, kind=alert.kind, score=round(alert.score, 3),
                     threshold=alert.threshold, id=alert.id,
                     reason=", ".join(f"{f}={v:.4g}" for f, v, _ in alert.reason),
+                    **({"diagnosis": diagnosis_text(alert.diagnosis)} if alert.diagnosis else {}),
                 )
             self.emit(alert)
         for aggregate in self.aggregator.add(vector, value):

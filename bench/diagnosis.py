@@ -104,23 +104,28 @@ def choose(raw, names) -> tuple[float, float]:
     return float(ts[len(ts) // 2]), float(MARGIN_GRID[m])
 
 
-def cost_ms(repeats: int = 300) -> tuple[list[float], list[float]]:
-    """Wall and CPU (this process) time of diagnose() on one 4096 x 3 window of a simulated
-    outer-race fault at 12 kHz, ms per call. numpy's FFT runs on one thread, so the CPU time is
-    the cost on one core; on a shared machine the wall time also holds the waits for a core."""
+def cost_ms(repeats: int = 300) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU (this process) time, ms per call, on one 4096 x 3 window of a simulated
+    outer-race fault at 12 kHz: diagnose(), and side by side the daemon's feature extraction of
+    the same window (agent/features.extract, run on every window). numpy's FFT runs on one thread,
+    so the CPU time is the cost on one core; on a shared machine wall time also holds the waits."""
+    from agent.features import FeatureSpec, extract
     from drivers.simulator import Machine
 
     sim = Machine(rate=12000.0, rpm=1797.0, seed=3, fault="outer-race", channels=("ax", "ay", "az"))
     w = sim.generate(N)
     machine = MachineConfig(rpm=1797.0, bearings=[SKF6205], axial_channel="az")
     diagnose(w, FS, machine, ("ax", "ay", "az"))
-    wall, cpu = [], []
+    spec = FeatureSpec(FS, ("ax", "ay", "az"))
+    calls = {"diagnose": lambda: diagnose(w, FS, machine, ("ax", "ay", "az")), "features": lambda: extract(w, spec)}
+    out = {name: ([], []) for name in calls}
     for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        diagnose(w, FS, machine, ("ax", "ay", "az"))
-        wall.append((time.perf_counter() - t0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    return wall, cpu
+        for name, call in calls.items():  # interleaved: both see the same machine load
+            t0, c0 = time.perf_counter(), time.process_time()
+            call()
+            out[name][0].append((time.perf_counter() - t0) * 1e3)
+            out[name][1].append((time.process_time() - c0) * 1e3)
+    return out
 
 
 def main() -> None:
@@ -128,10 +133,14 @@ def main() -> None:
     ap.add_argument("--speed", choices=("file", "nominal"), default="file")
     ap.add_argument("--cost-only", action="store_true")
     args = ap.parse_args()
-    wall, cpu = cost_ms()
-    print(f"cost per 4096 x 3 window ({len(wall)} runs): CPU median {statistics.median(cpu):.2f} ms, "
-          f"p90 {np.percentile(cpu, 90):.2f} ms; wall median {statistics.median(wall):.2f} ms, "
-          f"p90 {np.percentile(wall, 90):.2f} ms; load average {os.getloadavg()[0]:.1f}")
+    loadavg = os.getloadavg()[0]
+    cost = cost_ms()
+    print(f"cost per 4096 x 3 window, {len(cost['diagnose'][0])} runs each, load average {loadavg:.1f} at start:")
+    for name, (wall, cpu) in cost.items():
+        print(f"  {name:9s} CPU median {statistics.median(cpu):.2f} ms (p90 {np.percentile(cpu, 90):.2f}); "
+              f"wall median {statistics.median(wall):.2f} ms (p90 {np.percentile(wall, 90):.2f})")
+    ratio = statistics.median(cost["diagnose"][1]) / statistics.median(cost["features"][1])
+    print(f"  diagnose / features (CPU medians): {ratio:.1f}x")
     if args.cost_only:
         return
     raw = raw_verdicts(load(), args.speed)
