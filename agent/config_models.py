@@ -402,12 +402,9 @@ class SensorConfig(Section):
     @field_validator("machine")
     @classmethod
     def _machine_fits(cls, machine: Optional[MachineConfig], info: ValidationInfo) -> Optional[MachineConfig]:
-        # Diagnosis reads waveforms (docs/diagnosis.md): refuse what it could never use.
-        if machine is not None and info.data.get("protocol") == "modbus":
-            raise _rule((), "fault diagnosis needs the waveform; a modbus transmitter sends features only")
-        channels = info.data.get("channels")
-        if machine is not None and machine.axial_channel is not None and channels and machine.axial_channel not in channels:
-            raise _rule(("axial_channel",), f"'{machine.axial_channel}' is not one of channels {channels}")
+        problem = machine.misfit(info.data.get("protocol"), info.data.get("channels")) if machine else None
+        if problem:
+            raise _rule(*problem)
         return machine
 
     @field_validator("protocol")

@@ -60,6 +60,15 @@ class MachineConfig(_Section):
             raise ValueError(f"duplicate bearing name {dupes[0]!r}")
         return self
 
+    def misfit(self, protocol: str | None, channels: list[str] | None) -> tuple[tuple, str] | None:
+        """Why this machine cannot be diagnosed on a sensor with `protocol` and `channels`, as
+        (key path relative to `machine`, message), or None when it fits."""
+        if protocol == "modbus":  # diagnosis reads waveforms; a transmitter sends features
+            return (), "fault diagnosis needs the waveform; a modbus transmitter sends features only"
+        if self.axial_channel is not None and channels and self.axial_channel not in channels:
+            return ("axial_channel",), f"'{self.axial_channel}' is not one of channels {channels}"
+        return None
+
     @property
     def shaft_frequency(self) -> float:
         """The configured shaft frequency in Hz."""
