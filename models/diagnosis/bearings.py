@@ -59,7 +59,7 @@ def bearing_patterns(x: np.ndarray, fs: float, bearings, shaft_hz: float, tolera
         es = squared_envelope_spectrum(spec[axis], band)
         reads.append((band, es, es / noise_floor(es)))
     patterns = [(bearing, fault, order) for bearing in bearings for fault, order in defect_orders(bearing).items()]
-    taken = [o for b in bearings for o in (b.bpfo, b.bpfi, b.bpfi - 1, b.bpfi + 1, 2 * b.bsf)]
+    taken = tuple(o for b in bearings for o in (b.bpfo, b.bpfi, b.bpfi - 1, b.bpfi + 1, 2 * b.bsf))
     freqs = np.concatenate([[order * shaft_hz for _, _, order in patterns], decoy_orders(taken) * shaft_hz])
     grid = scale_grid(tolerance, df, HARMONICS * freqs.max())  # one grid, fine enough for every series
     scores = np.stack([series_scores(ratio, df, freqs, HARMONICS, grid) for _, _, ratio in reads])

@@ -18,6 +18,7 @@ References
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,7 +109,8 @@ def series_scores(ratio: np.ndarray, df: float, freqs_hz: np.ndarray, harmonics:
     return db.sum(axis=2).max(axis=1) / harmonics
 
 
-def decoy_orders(taken: list[float], count: int = 8) -> np.ndarray:
+@functools.lru_cache(maxsize=64)  # the same bearings every call: computed once per machine
+def decoy_orders(taken: tuple[float, ...], count: int = 8) -> np.ndarray:
     """Orders 0.4..1.1 x the `taken` ones above 1 (defect orders and inner-race sidebands), 8 %
     clear of every taken order and 3 % clear of the shaft harmonics: where no defect series can
     sit. Returns up to `count` of them, spread over the range."""
@@ -117,6 +119,6 @@ def decoy_orders(taken: list[float], count: int = 8) -> np.ndarray:
     shaft = np.arange(1, 16, dtype=float)
     free = grid[np.all(np.abs(grid[:, None] / taken[None, :] - 1) > 0.08, axis=1)
                 & np.all(np.abs(grid[:, None] / shaft[None, :] - 1) > 0.03, axis=1)]
-    if len(free) <= count:
-        return free
-    return free[np.linspace(0, len(free) - 1, count).round().astype(int)]
+    out = free if len(free) <= count else free[np.linspace(0, len(free) - 1, count).round().astype(int)]
+    out.flags.writeable = False  # shared by every caller (cached)
+    return out

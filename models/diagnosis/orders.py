@@ -54,11 +54,13 @@ def order_spectrum(x: np.ndarray, fs: float, shaft_hz: float, speed_tolerance: f
     """
     axes, n = x.shape
     win = np.hanning(n)
-    spec = np.abs(np.fft.rfft((x - x.mean(axis=1, keepdims=True)) * win, axis=1)) * (2.0 / win.sum())  # g peak
     df = fs / n
-    f = np.arange(spec.shape[1]) * df
-    with np.errstate(divide="ignore"):
-        vel = np.where(f > 0, spec * G_MM_S2 / (2 * np.pi * np.maximum(f, df)) / np.sqrt(2), 0.0)
+    # Only the bins up to 1 kHz (the floor's band) or the highest order read are needed.
+    top = min(n // 2 + 1, int(max(1000.0, (HARMONICS + 1.5) * shaft_hz * (1 + speed_tolerance)) / df) + 3)
+    spec = np.abs(np.fft.rfft((x - x.mean(axis=1, keepdims=True)) * win, axis=1)[:, :top]) * (2.0 / win.sum())  # g peak
+    f = np.arange(top) * df
+    vel = spec * (G_MM_S2 / np.sqrt(2) / (2 * np.pi * np.maximum(f, df)))
+    vel[:, 0] = 0.0
     total = vel.sum(axis=0)
     accel = spec.sum(axis=0)
     lo = max(1, int(np.floor(shaft_hz * (1 - speed_tolerance) / df)))

@@ -60,7 +60,7 @@ def diagnose(window: np.ndarray, fs: float, machine: MachineConfig, channels: tu
     x = np.asarray(window, dtype=float)
     if x.ndim != 2 or x.shape[1] != len(channels) or x.shape[0] < 256:
         raise ValueError(f"window must be (n >= 256, {len(channels)}), got {x.shape}")
-    x = x.T
+    x = np.ascontiguousarray(x.T)  # (axes, n): every FFT runs along contiguous rows
     n = x.shape[1]
     fr = machine.shaft_frequency
     tol = machine.speed_tolerance
