@@ -1,10 +1,12 @@
 """The verdict: which fault explains a window, with the evidence an analyst would check.
 
 Bearing faults (outer race, inner race, ball, cage) are looked for in the squared-envelope
-spectrum of the band the fast kurtogram picks (kurtogram.py, envelope.py); shaft faults
-(imbalance, misalignment, looseness) in the velocity spectrum's shaft orders (orders.py). A
-bearing fault is named when its line series stands `BEARING_MIN_DB` above the noise floor
-and `BEARING_MARGIN_DB` above the runner-up series; `unknown` when nothing decides.
+spectra of the band the fast kurtogram picks and of the whole prewhitened band (bearings.py);
+shaft faults (imbalance, misalignment, looseness) in the velocity spectrum's shaft orders
+(orders.py). A bearing fault is named when its line series scores `BEARING_MIN_DB` above the
+decoys' null (the score chance reaches in the same window) and `BEARING_MARGIN_DB` above the
+runner-up series; a shaft fault when its pattern's rules hold; the more confident one wins;
+`unknown` when nothing decides.
 
 The two thresholds were chosen by leave-one-file-out over the CWRU drive-end files
 (bench/diagnosis.py prints the choice per held-out file; docs/diagnosis.md has the figures).
@@ -54,8 +56,8 @@ def diagnose(window: np.ndarray, fs: float, machine: MachineConfig, channels: tu
     min_db, margin_db : the bearing thresholds (module docstring); the bench sweeps them.
 
     Cost: one FFT per channel, one batched inverse FFT per kurtogram level, a few small vector
-    operations; ~1-2 ms for 4096 x 3 (bench/diagnosis.py). Raises ValueError on a window of the
-    wrong shape.
+    operations; ~2 ms of one core for 4096 x 3 (bench/diagnosis.py). Raises ValueError on a
+    window of the wrong shape or shorter than 256 samples.
     """
     x = np.asarray(window, dtype=float)
     if x.ndim != 2 or x.shape[1] != len(channels) or x.shape[0] < 256:
