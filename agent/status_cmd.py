@@ -15,6 +15,7 @@ import threading
 
 from agent import status_file
 from agent.alert_text import describe_alert
+from agent.diagnosis import diagnosis_text
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -136,6 +137,8 @@ def render(doc: dict, source: str, device: str) -> str:
             lines.append("  alerts active: " + ", ".join(f"{k} {v}" for k, v in levels.items()))
         if isinstance(s.get("last_alert"), dict):
             lines.append("  last alert: " + describe_alert(s["last_alert"]))
+        if isinstance(s.get("diagnosis"), dict):  # docs/diagnosis.md
+            lines.append(f"  latest diagnosis ({s['diagnosis'].get('ts', '?')}): {diagnosis_text(s['diagnosis'])}")
         if s.get("error"):
             lines.append(f"  error: {s['error']}")
     return "\n".join(lines)

@@ -145,3 +145,15 @@ def test_replay_bursts_take_the_machine_from_config(tmp_path):
     assert all(r["diagnosis"] == "" for r in rows[:30])
     in_alert = [r["diagnosis"] for r in rows[30:] if r["alert"] == "1"]
     assert len(in_alert) >= 5 and Counter(in_alert)["inner_race"] >= 0.8 * len(in_alert), in_alert
+
+
+def test_status_and_watch_text_show_the_diagnosis():
+    from agent.alert_text import describe_alert
+    from agent.status_cmd import render
+
+    pipe, alerts = run(sensor(machine={"rpm": 1780, "bearings": [SKF6205]}), "outer-race")
+    alert = next(a for a in alerts if a.level in ("warning", "alarm")).payload()
+    assert "; diagnosis: outer_race on de (confidence " in describe_alert(alert)
+    doc = {"state": "online", "sensors": {"pump1": {"condition": "alarm", "last_alert": alert, **pipe.diagnosis.status()}}}
+    text = render(doc, "broker", "gw")
+    assert "latest diagnosis (" in text and "outer_race on de" in text
