@@ -32,7 +32,8 @@ _CAP_DB = 30.0  # one huge line must not outvote missing harmonics
 class LineMatch:
     """The best series of lines found for one defect frequency.
 
-    `score_db`: mean over harmonics of the line-to-floor ratio in dB (each clipped to 0..30);
+    `score_db`: mean over the harmonics inside the spectrum of the line-to-floor ratio in dB (each
+    clipped to 0..30; 0 when fewer than two harmonics are inside);
     `lines`: per harmonic (frequency Hz, amplitude, ratio to the local noise floor);
     `scale`: the common speed x slip factor that fits best (1.0 = exactly as configured);
     `sidebands_db`: mean ratio in dB of the sidebands (0 when none were asked for)."""
@@ -41,6 +42,13 @@ class LineMatch:
     lines: tuple[tuple[float, float, float], ...]
     scale: float
     sidebands_db: float = 0.0
+
+
+def _mean_of_present(db: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Mean dB over the harmonics inside the spectrum (last axis); 0 for a series with fewer than
+    two there: one line alone is no series (a harmonic beyond the band is unknown, not absent)."""
+    count = ok.sum(axis=-1)
+    return np.where(count >= 2, db.sum(axis=-1) / np.maximum(count, 1), 0.0)
 
 
 def noise_floor(es: np.ndarray) -> np.ndarray:
@@ -71,7 +79,7 @@ def match_lines(ratio: np.ndarray, es: np.ndarray, df: float, freq_hz: float, ha
     lo = np.clip(np.floor(pos).astype(int), 0, n - 2)
     pick = np.where(ratio[lo + 1] > ratio[lo], lo + 1, lo)
     db = np.clip(20 * np.log10(np.maximum(ratio[pick], 1e-12)), 0.0, _CAP_DB) * ok
-    score = db.sum(axis=1) / harmonics
+    score = _mean_of_present(db, ok)
     best = int(score.argmax())
     s = float(scales[best])
     lines = tuple((float(pick[best, i] * df), float(es[pick[best, i]]), float(ratio[pick[best, i]]))
@@ -106,7 +114,7 @@ def series_scores(ratio: np.ndarray, df: float, freqs_hz: np.ndarray, harmonics:
     lo = np.clip(np.floor(pos).astype(int), 0, n - 2)
     best = np.maximum(ratio[lo], ratio[lo + 1])
     db = np.clip(20 * np.log10(np.maximum(best, 1e-12)), 0.0, _CAP_DB) * ok
-    return db.sum(axis=2).max(axis=1) / harmonics
+    return _mean_of_present(db, ok).max(axis=1)
 
 
 @functools.lru_cache(maxsize=64)  # the same bearings every call: computed once per machine

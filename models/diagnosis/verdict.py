@@ -43,6 +43,22 @@ class Diagnosis:
                 "evidence": self.evidence}
 
 
+def _ball_before_cage(scores: list) -> list:
+    """A ball defect passes through the load zone at the cage speed, so its impacts are modulated
+    at FTF and FTF lines come with it (Randall & Antoni 2011, sec. 2.2); a cage defect makes no
+    2 x BSF lines. When the cage series leads and the same bearing's ball series reaches at least
+    half its excess over the decoys' null, the FTF lines are taken as the ball's modulation: the
+    cage series leaves the ranking (its excess is kept in the ball's evidence as
+    `ftf_lines_excess_db`). (A strong FTF train alone also lights the ball series a little, as
+    2 x BSF is close to 12 x FTF for many bearings, hence half, not any.)"""
+    cage = scores[0]
+    ball = next((s for s in scores if s[1] == "ball" and s[2] == cage[2]), None) if cage[1] == "cage" else None
+    if ball is None or ball[0] <= 0 or ball[0] < 0.5 * cage[0]:
+        return scores
+    ball[3]["ftf_lines_excess_db"] = round(cage[0], 2)
+    return [ball] + [s for s in scores[1:] if s is not ball]
+
+
 def diagnose(window: np.ndarray, fs: float, machine: MachineConfig, channels: tuple[str, ...], *,
              min_db: float = BEARING_MIN_DB, margin_db: float = BEARING_MARGIN_DB) -> Diagnosis:
     """Name the fault in one window.
@@ -78,6 +94,7 @@ def diagnose(window: np.ndarray, fs: float, machine: MachineConfig, channels: tu
     if machine.bearings:
         bearing_scores = bearing_patterns(x, fs, machine.bearings, fr, tol, channels)
     if bearing_scores:
+        bearing_scores = _ball_before_cage(bearing_scores)
         best, fault, name, ev = bearing_scores[0]
         runner = bearing_scores[1] if len(bearing_scores) > 1 else (0.0, "none", "", {})
         margin = best - runner[0]
