@@ -15,7 +15,7 @@ into (bands, bins), which costs O(n log n) per level and no per-sample Python.
 
 Before the kurtogram the spectrum is prewhitened (cepstral prewhitening: X / |X|), which
 removes discrete shaft and mains components so that SK picks the impulsive band and not a band
-with a strong tone; Borghesani et al. and Smith & Randall found this robust on the CWRU data [3]_.
+with a strong tone (Borghesani et al. 2013); Smith & Randall found it robust on the CWRU data [3]_.
 
 References
 ----------
