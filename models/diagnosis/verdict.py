@@ -105,7 +105,7 @@ def diagnose(window: np.ndarray, fs: float, machine: MachineConfig, channels: tu
 
     shaft_evidence = {"shaft_hz": round(orders.shaft_hz, 3), "1x_prominence": round(orders.prominence, 2)}
     for fault, (strength, ev) in shaft_faults(orders, radial, axial, machine.low_order_min_mm_s).items():
-        shaft_evidence[fault] = ev
+        shaft_evidence.update(ev)  # one flat dict: the patterns share 1x_mm_s, 2x_mm_s
         if strength > 0:
             candidates.append((fault, "shaft", 0.5 + 0.5 * strength, {"shaft_hz": round(orders.shaft_hz, 3), **ev}))
 
