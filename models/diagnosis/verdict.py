@@ -86,8 +86,10 @@ def diagnose(window: np.ndarray, fs: float, machine: MachineConfig, channels: tu
     radial = np.array([i for i in range(len(channels)) if i != axial] or [0])
 
     orders = order_spectrum(x, fs, fr, tol)
+    speed = {"shaft_hz": round(fr, 3), "speed_from": "config"}
     if orders.prominence >= _MEASURED_1X:
         fr, tol = orders.shaft_hz, _MEASURED_TOL
+        speed = {"shaft_hz": round(fr, 3), "speed_from": "1x line"}
 
     candidates: list[tuple[str, str, float, dict]] = []  # (fault, component, confidence, evidence)
     bearing_scores: list[tuple[float, str, str, dict]] = []
@@ -101,7 +103,7 @@ def diagnose(window: np.ndarray, fs: float, machine: MachineConfig, channels: tu
         ev["runner_up"] = {"fault": runner[1], "excess_db": round(runner[0], 2)}
         if best >= min_db and margin >= margin_db:
             strength = min((best - min_db) / 10.0, (margin - margin_db) / (2 * max(margin_db, 1.0)), 1.0)
-            candidates.append((fault, name, 0.5 + 0.5 * strength, ev))
+            candidates.append((fault, name, 0.5 + 0.5 * strength, {**speed, **ev}))
 
     shaft_evidence = {"shaft_hz": round(orders.shaft_hz, 3), "1x_prominence": round(orders.prominence, 2)}
     for fault, (strength, ev) in shaft_faults(orders, radial, axial, machine.low_order_min_mm_s).items():
