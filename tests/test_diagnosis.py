@@ -118,6 +118,7 @@ def test_speed_off_the_configured_one_is_found():
     assert d.fault == "outer_race"
     # the running speed was measured from the 1x line: the expected BPFO follows it
     assert d.evidence["expected_hz"] == pytest.approx(3.585 * shaft, rel=0.01)
+    assert d.evidence["speed_from"] == "1x line" and d.evidence["shaft_hz"] == pytest.approx(shaft, rel=0.01)
 
 
 def test_noise_buries_the_lines_then_unknown_not_a_wrong_fault():
