@@ -24,18 +24,19 @@ def machine(**kw) -> MachineConfig:
     return MachineConfig(**{"shaft_hz": SHAFT, "bearings": [SKF6205], "axial_channel": "az", **kw})
 
 
-def healthy(seed: int, n: int = N, noise: float = 0.05, shaft: float = SHAFT) -> np.ndarray:
+def healthy(seed: int, n: int = N, noise: float = 0.05, shaft: float = SHAFT, one_x: float = 0.03) -> np.ndarray:
     """Broadband noise and a small 1x/2x (0.03 g, 0.01 g at 29.5 Hz: ~1.1 mm/s RMS)."""
     rng = np.random.default_rng(seed)
     t = np.arange(n) / FS
     x = noise * rng.standard_normal((n, 3))
-    x[:, 0] += 0.03 * np.sin(2 * np.pi * shaft * t) + 0.01 * np.sin(4 * np.pi * shaft * t)
-    x[:, 1] += 0.03 * np.cos(2 * np.pi * shaft * t)
+    x[:, 0] += one_x * np.sin(2 * np.pi * shaft * t) + one_x / 3 * np.sin(4 * np.pi * shaft * t)
+    x[:, 1] += one_x * np.cos(2 * np.pi * shaft * t)
     return x
 
 
 def impacts(seed: int, rate_hz: float, *, mod_hz: float = 0.0, depth: float = 0.0, peak: float = 0.6,
-            slip: float = 0.01, resonance_hz: float = 1100.0, noise: float = 0.05, shaft: float = SHAFT) -> np.ndarray:
+            slip: float = 0.01, resonance_hz: float = 1100.0, noise: float = 0.05, shaft: float = SHAFT,
+            one_x: float = 0.03) -> np.ndarray:
     """A bearing defect: impacts at `rate_hz` whose spacing jitters by `slip` (random, as rolling
     elements slip), amplitude-modulated at `mod_hz` by `depth`, each ringing a 6 %-damped mode."""
     rng = np.random.default_rng(seed + 1000)
@@ -48,7 +49,7 @@ def impacts(seed: int, rate_hz: float, *, mod_hz: float = 0.0, depth: float = 0.
     wn = 2 * np.pi * resonance_hz
     kernel = np.exp(-0.06 * wn * tk) * np.sin(wn * tk)
     ring = np.convolve(train, kernel)[:N]
-    x = healthy(seed, noise=noise, shaft=shaft)
+    x = healthy(seed, noise=noise, shaft=shaft, one_x=one_x)
     x += ring[:, None] * np.array([1.0, 0.6, 0.25])
     return x
 
@@ -119,6 +120,15 @@ def test_speed_off_the_configured_one_is_found():
     # the running speed was measured from the 1x line: the expected BPFO follows it
     assert d.evidence["expected_hz"] == pytest.approx(3.585 * shaft, rel=0.01)
     assert d.evidence["speed_from"] == "1x line" and d.evidence["shaft_hz"] == pytest.approx(shaft, rel=0.01)
+
+
+def test_without_a_1x_line_the_configured_speed_and_its_tolerance_are_searched():
+    shaft = SHAFT * 0.97  # 3 % slower than configured, and no 1x line to measure it from
+    d = diagnose(impacts(5, 3.585 * shaft * 0.99, shaft=shaft, one_x=0.0), FS, machine(), CH)
+    assert d.fault == "outer_race" and d.evidence["speed_from"] == "config"
+    assert d.evidence["speed_factor"] == pytest.approx(0.97 * 0.99, abs=0.01)
+    narrow = diagnose(impacts(5, 3.585 * shaft * 0.99, shaft=shaft, one_x=0.0), FS, machine(speed_tolerance=0.0), CH)
+    assert narrow.fault != "outer_race"  # told the speed is exact, the lines 4 % off are not taken
 
 
 def test_noise_buries_the_lines_then_unknown_not_a_wrong_fault():
