@@ -109,7 +109,7 @@ def cost_ms(repeats: int = 300) -> dict[str, tuple[list[float], list[float]]]:
     outer-race fault at 12 kHz: diagnose(), and side by side the daemon's feature extraction of
     the same window (agent/features.extract, run on every window). numpy's FFT runs on one thread,
     so the CPU time is the cost on one core; on a shared machine wall time also holds the waits."""
-    from agent.features import FeatureSpec, extract
+    from models.features import FeatureSpec, extract
     from drivers.simulator import Machine
 
     sim = Machine(rate=12000.0, rpm=1797.0, seed=3, fault="outer-race", channels=("ax", "ay", "az"))

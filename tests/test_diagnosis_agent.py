@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from agent.config import SensorConfig
+from agent.config import SensorConfig, parse_sensor
 from agent.pipeline import SensorPipeline
 from agent.records import Frame
 from drivers.simulator import Machine
@@ -37,7 +37,7 @@ def test_simulator_faults_are_named(fault, named):
 
 
 def sensor(**extra) -> SensorConfig:
-    return SensorConfig.model_validate({
+    return parse_sensor({
         "name": "pump1", "protocol": "sim", "sample_rate": RATE, "channels": ["ax", "ay", "az", "temp"],
         "detector": {"learn_seconds": 20}, **extra})
 
