@@ -107,7 +107,7 @@ def choose(raw, names) -> tuple[float, float]:
 def cost_ms(repeats: int = 300) -> dict[str, tuple[list[float], list[float]]]:
     """Wall and CPU (this process) time, ms per call, on one 4096 x 3 window of a simulated
     outer-race fault at 12 kHz: diagnose(), and side by side the daemon's feature extraction of
-    the same window (agent/features.extract, run on every window). numpy's FFT runs on one thread,
+    the same window (models/features.extract, run on every window). numpy's FFT runs on one thread,
     so the CPU time is the cost on one core; on a shared machine wall time also holds the waits."""
     from models.features import FeatureSpec, extract
     from drivers.simulator import Machine
