@@ -5,11 +5,14 @@ and the `status` / `watch` commands.
     <topic_prefix>/<device>/<sensor>/alert               alert events (QoS 1)
     <topic_prefix>/<device>/<sensor>/aggregate           per-interval aggregates (QoS 1)
     <discovery_prefix>/device/pdm-agent-<device>/config  Home Assistant discovery (retained)
+    <topic_prefix>/fleet/<machine_type>/baseline/<device>/<sensor>   fleet baseline share (retained)
 
 >>> record("pdm", "gw-1", "pump1", "alert"), status("pdm", "gw-1")
 ('pdm/gw-1/pump1/alert', 'pdm/gw-1/status')
 >>> discovery("homeassistant", "gw-1")
 'homeassistant/device/pdm-agent-gw-1/config'
+>>> fleet_baseline("pdm", "pump-a", "gw-1", "pump1")
+'pdm/fleet/pump-a/baseline/gw-1/pump1'
 """
 
 from __future__ import annotations
@@ -33,3 +36,8 @@ def record(prefix: str, device: str, sensor: str, kind: str) -> str:
 
 def discovery(discovery_prefix: str, device: str) -> str:
     return f"{discovery_prefix}/device/pdm-agent-{device}/config"
+
+
+def fleet_baseline(prefix: str, machine_type: str, device: str, sensor: str) -> str:
+    """A sensor's shared baseline (docs/federated.md); `device` and `sensor` may be ``+``."""
+    return f"{prefix}/fleet/{machine_type}/baseline/{device}/{sensor}"
