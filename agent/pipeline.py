@@ -17,6 +17,7 @@ from typing import Callable
 
 from agent import iso10816, sealed, sensor_health
 from agent.aggregates import Aggregator
+from agent.diagnosis import SensorDiagnosis, diagnosis_text
 from agent.alert_state import condition
 from models.features import FeatureSpec, extract
 from agent.log_summary import LearningLog, summary_fields
@@ -93,6 +94,7 @@ class SensorPipeline:
         self.log = log
         self.stats = SensorStats()
         self.learning_log = LearningLog(log, self.sensor, sensor_cfg.detector.learn_seconds)
+        self.diagnosis = SensorDiagnosis.from_sensor_config(sensor_cfg, log)  # inert without `machine:`
         self.sealer = None  # agent/sealed.py Sealer when storage.encrypt is on (set by the service)
         self.refused: dict | None = None  # a saved baseline refused at start (tampered): in the status
 
@@ -118,6 +120,7 @@ class SensorPipeline:
             ts = frame.t_end - (self.stats.samples - end) / self.rate
             self.stats.windows += 1
             tainted = self._taint[0] < end < self._taint[1]
+            self.diagnosis.keep(window)
             scores.append(self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec)),
                                       exclude="implausible" if tainted else None))
         return scores
@@ -139,6 +142,7 @@ class SensorPipeline:
         self.learning_log.update(vector.ts, ready)
         self.sensor_health.observe(vector.values)
         alerts = [self.policy.update(score), iso_alert]
+        alerts[0] = self.diagnosis.attach(alerts[0])
         for kind, event in events:
             if kind == "learned":
                 self._announce(event)
@@ -153,6 +157,7 @@ class SensorPipeline:
                     f"alert {alert.level}", sensor=self.sensor, kind=alert.kind, score=round(alert.score, 3),
                     threshold=alert.threshold, id=alert.id,
                     reason=", ".join(f"{f}={v:.4g}" for f, v, _ in alert.reason),
+                    **({"diagnosis": diagnosis_text(alert.diagnosis)} if alert.diagnosis else {}),
                 )
             self.emit(alert)
         for aggregate in self.aggregator.add(vector, value):
