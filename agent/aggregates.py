@@ -65,6 +65,7 @@ class Aggregator:
         self._names: list[str] = []
         self._rows: list[list[float]] = []
         self.features: tuple[str, ...] | None = None  # fnmatch patterns to publish; None = all
+        self.privacy = None  # agent/privacy.py Privatizer when aggregates.privacy is set
 
     def _interval_end(self, ts: float) -> float:
         return (math.floor(ts / self.interval) + 1) * self.interval
@@ -106,16 +107,22 @@ class Aggregator:
     def _close(self) -> Aggregate:
         rows, end = self._rows, self._end
         self._rows = []
-        features = {}
-        if rows:
+        features, privacy = {}, None
+        if self.privacy is not None:  # clipped and noised (agent/privacy.py)
+            features, privacy = self.privacy.release(self.sensor, self._names,
+                                                     np.asarray(rows, dtype=float) if rows else None, self._keep)
+        elif rows:
             data = np.asarray(rows, dtype=float)
             for i, name in enumerate(self._names):
-                if self.features is not None and name != "score" and not any(fnmatch(name, p) for p in self.features):
+                if not self._keep(name):
                     continue
                 col = data[:, i][np.isfinite(data[:, i])]
                 if col.size:
                     features[name] = {"mean": float(col.mean()), "min": float(col.min()), "max": float(col.max())}
         return Aggregate(
             ts=end, device=self.device, sensor=self.sensor, interval_s=self.interval,
-            count=len(rows), features=features,
+            count=len(rows), features=features, privacy=privacy,
         )
+
+    def _keep(self, name: str) -> bool:
+        return self.features is None or name == "score" or any(fnmatch(name, p) for p in self.features)

@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from agent import config_rules as R
 from agent.config_fleet import FleetConfig, check as _check_fleet
+from agent.privacy import PrivacyConfig
 from agent.sensor_config import *  # noqa: F403 - the sensor sections are part of this module's API
 from agent.sensor_config import SensorEntry
 from drivers.config import NAME_PATTERN, Name as _Name, Section, rule
@@ -170,6 +171,8 @@ class StorageConfig(Section):
         json_schema_extra={"default": DEFAULT_STATE_DIR},
     )
     max_outbox_mb: float = Field(64, gt=0, le=R.OUTBOX_MB_MAX, description="disk bound for messages buffered while offline")
+    encrypt: bool = Field(False, description="learned baselines and installed bundles encrypted at rest (AES-GCM)")
+    key_file: Optional[Path] = Field(None, description="32+ random bytes; default: $CREDENTIALS_DIRECTORY/model-key")
 
 
 class AggregatesConfig(Section):
@@ -178,6 +181,7 @@ class AggregatesConfig(Section):
     interval: float = Field(60, ge=R.AGGREGATE_INTERVAL_MIN_S, le=86_400, description="seconds per published aggregate")
     features: Optional[list[Annotated[str, Field(min_length=1)]]] = Field(
         None, min_length=1, description="feature names or patterns (*.rms_g) to publish; null = all; score always")
+    privacy: Optional[PrivacyConfig] = Field(None, description="differential-privacy noise on aggregates; null = exact")
 
 
 class LoggingConfig(Section):

@@ -67,6 +67,9 @@ def config_warnings(cfg: Config, text: str, source: str) -> list[str]:
             found.append((("aggregates", "interval"),
                           f"{interval:g} s is shorter than sensor {sensor.name}'s {what}: "
                           f"some aggregates will have count 0"))
+    from agent.privacy_setup import warnings as privacy_warnings
+
+    found += privacy_warnings(cfg)  # unbounded features not published; bundles left unencrypted
     out = []
     for loc, message in found:
         key = loc

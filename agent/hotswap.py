@@ -54,6 +54,9 @@ def candidate(path: str) -> str:
     found = []
     for name in os.listdir(path):
         sub = os.path.join(path, name)
+        if name.endswith(".sealed"):  # an encrypted installed bundle: `created` leads its name (agent/bundle_store.py)
+            found.append((name.split("_", 1)[0], name, sub))
+            continue
         try:
             with open(os.path.join(sub, "manifest.json")) as f:
                 created = str(json.load(f).get("created", ""))
@@ -125,14 +128,16 @@ class ModelManager:
         self._watch: dict[str, dict] = {}  # sensor -> {path, pipeline, features, loaded_fp, pending}
         self._status: dict[str, dict] = {}
         self._next = 0.0
+        self.sealer = None  # agent/sealed.py Sealer for encrypted installed bundles (set by the service)
 
     # -- loading ----------------------------------------------------------------------------
     def _load(self, sensor: str, path: str, features: list[str]):
         """Verify, build and smoke-test a bundle; raise BundleError with the reason."""
-        from models.bundle import BundleError, verify
+        from agent.bundle_store import open_bundle
+        from models.bundle import BundleError
         from models.onnx_runtime import BundleModel
 
-        bundle = verify(candidate(path), self.trusted_keys)
+        bundle = open_bundle(candidate(path), sensor, self.sealer, self.trusted_keys)  # a directory, or encrypted
         names = bundle.manifest["features"]["names"]
         if list(names) != list(features):
             missing = [n for n in features if n not in names][:3]

@@ -264,6 +264,9 @@ def add_parser(sub) -> None:
     """The `model` command group, attached to the main parser's subparsers."""
     pm = sub.add_parser("model", help="train, export, quantize, sign, verify and inspect model bundles")
     msub = pm.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    from agent.bundle_store import add_parser as add_install
+
+    add_install(msub)  # `model install`: a verified bundle into the state directory, encrypted if asked
 
     p = msub.add_parser("train", help="train a detector on healthy data and write a bundle (needs the train extra)")
     p.add_argument("input", metavar="INPUT", help="CSV file, burst directory, .mat file/directory, or sim[:SECONDS]")

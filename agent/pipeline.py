@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable
 
-from agent import iso10816, sensor_health
+from agent import iso10816, sealed, sensor_health
 from agent.aggregates import Aggregator
 from agent.diagnosis import SensorDiagnosis, diagnosis_text
 from agent.alert_state import condition
@@ -94,6 +95,8 @@ class SensorPipeline:
         self.stats = SensorStats()
         self.learning_log = LearningLog(log, self.sensor, sensor_cfg.detector.learn_seconds)
         self.diagnosis = SensorDiagnosis.from_sensor_config(sensor_cfg, log)  # inert without `machine:`
+        self.sealer = None  # agent/sealed.py Sealer when storage.encrypt is on (set by the service)
+        self.refused: dict | None = None  # a saved baseline refused at start (tampered): in the status
 
     # -- waveform front end -------------------------------------------------------------
     def process(self, frame: Frame | FeatureVector) -> list[Score]:
@@ -165,7 +168,9 @@ class SensorPipeline:
     def baseline(self) -> dict:
         """The status topic's `sensors.<name>.baseline` (models/streaming.py `baseline()`)."""
         baseline = self.model.baseline()
-        return dict(BUNDLE_BASELINE) if baseline is None else baseline
+        if baseline is None:
+            return dict(BUNDLE_BASELINE)
+        return {**baseline, **({"refused": self.refused} if self.refused else {})}  # a tampered file, at start
 
     def reset_baseline(self) -> bool:
         """Forget the learned baseline and learn anew from the next window (after maintenance).
@@ -173,7 +178,7 @@ class SensorPipeline:
         if self.model.baseline() is None:
             return False
         self.model = build_model(self.cfg.detector, self.cfg.alerts)
-        self._taint = (0, 0)
+        self._taint, self.refused = (0, 0), None
         if self.log:
             self.log.warning("baseline reset: learning a new baseline", sensor=self.sensor,
                              learn_seconds=self.cfg.detector.learn_seconds)
@@ -236,21 +241,18 @@ class SensorPipeline:
     def save_state(self, storage_dir: str) -> None:
         if not self.model.learns:
             return  # a signed bundle learns nothing; keep any saved on-device baseline as it was
-        path = self.state_path(storage_dir)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"features": list(self.spec_names()), "model": self.model.state()}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        data = json.dumps({"features": list(self.spec_names()), "model": self.model.state()}).encode()
+        sealed.write(self.state_path(storage_dir), data, "baseline", self.sensor, self.sealer)  # encrypted if asked
 
     def load_state(self, storage_dir: str) -> bool:
         path = self.state_path(storage_dir)
         try:
-            with open(path) as f:
-                saved = json.load(f)
-        except FileNotFoundError:
+            raw = sealed.read(path, "baseline", self.sensor, self.sealer, self.log)
+            if raw is None:
+                return False
+            saved = json.loads(raw)
+        except sealed.Refused as exc:  # changed or swapped: logged and moved aside by sealed.read
+            self.refused = {"reason": str(exc), "ts": round(time.time(), 3)}
             return False
         except (OSError, ValueError) as exc:
             if self.log:

@@ -118,6 +118,7 @@ class Aggregate:
     count: int
     features: dict[str, dict[str, float]]  # feature -> {"mean", "min", "max"}
     id: str = field(default="")
+    privacy: dict | None = None  # {mechanism, epsilon, (delta), bounds, ...} when noised (agent/privacy.py)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -132,4 +133,5 @@ class Aggregate:
             "features": {
                 k: {s: round(float(v), 6) for s, v in stats.items()} for k, stats in self.features.items()
             },
+            **({"privacy": self.privacy} if self.privacy is not None else {}),
         }

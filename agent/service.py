@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 
-from agent import __version__, status, status_file, topics
+from agent import __version__, privacy_setup, status, status_file, topics
 from agent.alert_state import AlertLevels
 from agent.config import Config, ConfigError, load_config
 from agent.control import ControlServer, serve, socket_path
@@ -150,6 +150,7 @@ class Service:
             on_baseline=self._baseline_learned,
         )
         self.models.attach(sensor_cfg.name, pipeline)
+        pipeline.sealer, pipeline.aggregator.privacy = self.models.sealer, privacy_setup.privatizer(self.cfg, self.log)
         if self.cfg.aggregates.features is not None:  # smaller rows for brokers with small limits
             pipeline.aggregator.features = tuple(self.cfg.aggregates.features)
         levels = self.levels.levels(sensor_cfg.name)
@@ -181,6 +182,7 @@ class Service:
         return reply
 
     def start(self) -> None:
+        self.models.sealer = privacy_setup.sealer(self.cfg, self.storage_dir, self.log)  # exit 2 on a key problem
         try:
             os.makedirs(self.storage_dir, exist_ok=True)
         except OSError:

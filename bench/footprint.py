@@ -3,7 +3,7 @@
 Real parts: `pdm-agent simulate` on a pty (lines protocol), `pdm-agent run` reading it, a real
 Mosquitto on a free port. CPU share = (utime + stime of the agent) / wall time, per one core.
 
-    .venv/bin/python bench/footprint.py --seconds 60 [--rate 3200] [--protocol lines|sim]
+    .venv/bin/python bench/footprint.py --seconds 60 [--rate 3200] [--protocol lines|sim] [--privacy]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--rate", type=int, default=3200)
     ap.add_argument("--protocol", choices=["lines", "sim"], default="lines")
+    ap.add_argument("--privacy", action="store_true", help="aggregates.privacy on (OpenDP; docs/privacy.md)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -43,7 +44,10 @@ def main() -> int:
         if args.protocol == "sim":
             sensor.update(protocol="sim", port=None)
         sensor["window"] = {"size": 4096, "hop": 2048}
-        cfg = write_config(tmp / "config.yaml", broker=broker, storage=tmp / "state", sensors=[sensor], interval=10)
+        extra = {"aggregates": {"interval": 10, "privacy": {"epsilon": 1.0, "bounds": {"*.rms_g": [0, 0.5]}}}} \
+            if args.privacy else {}
+        cfg = write_config(tmp / "config.yaml", broker=broker, storage=tmp / "state", sensors=[sensor], interval=10,
+                           **extra)
         agent = pdm_agent("run", "--config", str(cfg))
         try:
             time.sleep(5)  # start-up (imports) is not steady state
@@ -61,7 +65,7 @@ def main() -> int:
             broker.stop()
     print("| protocol | rate | channels | after | RSS MiB | RSS min..max MiB | CPU % of one core |")
     print("|---|---|---|---|---|---|---|")
-    print(f"| {args.protocol} | {args.rate} Hz | ax,ay,az,temp | {args.seconds:.0f} s | {rss:.1f} | "
+    print(f"| {args.protocol}{' + privacy' if args.privacy else ''} | {args.rate} Hz | ax,ay,az,temp | {args.seconds:.0f} s | {rss:.1f} | "
           f"{min(samples):.1f}..{max(samples):.1f} | {100 * (c1 - c0) / (t1 - t0):.1f} |")
     return 0
 

@@ -193,7 +193,8 @@ def _parse_manifest(data: bytes) -> dict:
     return manifest
 
 
-def _check_files(path: str, manifest: dict) -> dict:
+def _check_files(path: str, manifest: dict, read=None, present=None) -> dict:
+    read = read or (lambda name: _read(path, name))
     files = {}
     listed = manifest["files"]
     if not isinstance(listed, dict) or manifest["model"].get("file") not in listed:
@@ -201,29 +202,31 @@ def _check_files(path: str, manifest: dict) -> dict:
     for name, digest in listed.items():
         if "/" in name or name.startswith("."):
             raise BundleError(f"{MANIFEST}: invalid file name {name!r}")
-        data = _read(path, name)
+        data = read(name)
         if sha256(data) != digest:
             raise BundleError(f"{name}: SHA-256 mismatch (file changed after signing)")
         files[name] = data
-    extra = sorted(set(os.listdir(path)) - set(listed) - {MANIFEST, SIGNATURE})
+    extra = sorted(set(os.listdir(path) if present is None else present) - set(listed) - {MANIFEST, SIGNATURE})
     if extra:
         raise BundleError(f"files not covered by the signature: {', '.join(extra)}")
     return files
 
 
-def verify(path: str, public_keys) -> Bundle:
+def verify(path: str, public_keys, files: dict[str, bytes] | None = None) -> Bundle:
     """Verify a bundle against trusted public keys (objects or PEM paths); raise BundleError with
-    the reason, or return the verified `Bundle`."""
+    the reason, or return the verified `Bundle`. `files` ({name: bytes}, every file of the bundle):
+    a bundle already in memory (decrypted from an encrypted store); `path` then only names it."""
     from cryptography.exceptions import InvalidSignature
 
     path = str(path)
-    if not os.path.isdir(path):
+    if files is None and not os.path.isdir(path):
         raise BundleError(f"{path}: not a bundle directory")
+    read = (lambda name: _read(path, name)) if files is None else (lambda name: _held(files, path, name))
     keys = [load_public_key(k) if isinstance(k, (str, os.PathLike)) else k for k in public_keys]
     if not keys:
         raise BundleError("no trusted public keys configured")
-    sig_data = _read(path, SIGNATURE)
-    manifest_data = _read(path, MANIFEST)
+    sig_data = read(SIGNATURE)
+    manifest_data = read(MANIFEST)
     try:
         sig = json.loads(sig_data)
         if sig.get("algorithm") != "ed25519":
@@ -246,7 +249,13 @@ def verify(path: str, public_keys) -> Bundle:
                else f"signed by key {claimed}, which is not trusted")
         raise BundleError(f"signature does not verify: {why}")
     manifest = _parse_manifest(manifest_data)
-    return Bundle(path, manifest, _check_files(path, manifest), signer)
+    return Bundle(path, manifest, _check_files(path, manifest, read, None if files is None else list(files)), signer)
+
+
+def _held(files: dict, path: str, name: str) -> bytes:
+    if name not in files:
+        raise BundleError(f"{path}: {'missing signature' if name == SIGNATURE else f'missing {name}'}")
+    return files[name]
 
 
 def read_unverified(path: str) -> dict:

@@ -1,0 +1,66 @@
+"""What `storage.encrypt` and `aggregates.privacy` need when sensors are built.
+
+`sealer` runs first at start, before anything is read or written: it returns the `Sealer`
+(agent/sealed.py) or raises `ConfigError` (exit 2) when the key is missing, too short, or not the
+one the stored files were sealed with, so nothing learned is overwritten. `privatizer` gives each
+sensor's aggregator the `Privatizer` (agent/privacy.py) for the current settings: one shared by
+all sensors, built anew when a reload changes `aggregates.privacy`.
+"""
+
+from __future__ import annotations
+
+from agent import sealed
+
+_built: dict = {}  # settings (JSON) -> Privatizer: the OpenDP measurements are built once
+
+
+def sealer(cfg, storage_dir: str, log):
+    """The Sealer for `storage`, or None when encryption is off; `ConfigError` on a key problem."""
+    from agent.config import ConfigError
+
+    try:
+        found = sealed.from_config(cfg.storage)
+        sealed.check_key(storage_dir, found)
+    except sealed.KeyProblem as exc:
+        raise ConfigError([str(exc)]) from None
+    if found is not None:
+        log.info("learned baselines and installed bundles are encrypted at rest", key=found.source,
+                 key_id=found.key_id.hex())
+    return found
+
+
+def privatizer(cfg, log):
+    """The Privatizer for `aggregates.privacy`, or None when it is not set."""
+    p = cfg.aggregates.privacy
+    if p is None:
+        return None
+    key = p.model_dump_json()
+    if key not in _built:
+        from agent.privacy import Privatizer
+
+        _built.clear()
+        _built[key] = Privatizer(p, log)
+        log.info("aggregates carry differential-privacy noise", mechanism=p.mechanism, epsilon=p.epsilon,
+                 **({"delta": p.delta} if p.delta is not None else {}), library=_built[key].library)
+    return _built[key]
+
+
+def warnings(cfg) -> list[tuple[tuple, str]]:
+    """`config check` warnings (key path, message): features privacy will not publish for want of
+    bounds, and, with `storage.encrypt`, bundles named directly (they stay unencrypted)."""
+    import os
+
+    out = []
+    if cfg.aggregates.privacy is not None:
+        from agent.privacy import unpublished
+
+        out += unpublished(cfg)
+    if cfg.storage.encrypt:
+        installed = os.path.abspath(os.path.join(str(cfg.storage.dir), "bundles"))
+        for i, s in enumerate(cfg.sensors):
+            path = s.detector.bundle
+            if path is not None and not os.path.abspath(str(path)).startswith(installed + os.sep):
+                out.append((("sensors", i, "detector", "bundle"),
+                            f"{path} is read as it is and stays unencrypted (storage.encrypt covers installed "
+                            f"bundles: pdm-agent model install {path} --sensor {s.name})"))
+    return out
