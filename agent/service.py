@@ -20,6 +20,7 @@ from collections import deque
 from agent import __version__
 from agent import status_file
 from agent.alert_state import AlertLevels
+from agent.commands import CommandChannel
 from agent.config import Config, ConfigError, load_config
 from agent.control import ControlServer, serve, socket_path
 from agent.health import CpuMeter, rss_mib
@@ -53,7 +54,9 @@ class Service:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.workers: dict[str, SensorWorker] = {}
-        self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s)  # bundles
+        self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s,
+                                   storage_dir=self.storage_dir)  # bundles, also those pushed over MQTT
+        self.commands = CommandChannel(self)  # signed remote commands (mqtt.commands), agent/commands.py
         self._dropped_logged = 0
         self._warn_drop = Every(30.0)
         self._unsaved: deque = deque(maxlen=10_000)
@@ -291,6 +294,7 @@ class Service:
                 self._flush_unsaved()
                 self.outbox.retry()
                 self.models.poll()
+                self.commands.poll() and self.publisher.announce()  # a command's result, published at once
                 if self.healthy():
                     if self.notifier.watchdog_interval:
                         self.notifier.watchdog()
@@ -328,6 +332,7 @@ class Service:
         self.log.info("stopping: sensors first, then the publisher; pending messages stay in the outbox")
         for name in list(self.workers):
             self._stop_worker(name)
+        self.commands.stop()
         if self.publisher is not None:
             self.publisher.stop()
         if self.outbox is not None:
@@ -383,6 +388,7 @@ class Service:
                        "rejected": dict(self.outbox.rejected) if self.outbox else {}},
             "storage": self.outbox.state() if self.outbox else {},
             "config": {"path": self.config_path, "reload": self.last_reload},
+            "commands": self.commands.status(),
         }
 
     def _alert_status(self, name: str, worker: SensorWorker) -> dict:
