@@ -451,6 +451,8 @@ class Config(Section):
                 where = f"sensors[{first[sensor.name]}]"
                 raise _rule(("sensors", i, "name"), f"duplicate sensor name '{sensor.name}' (also {where})")
             first[sensor.name] = i
+            if sensor.name == "cmd":  # P/D/cmd/... carries commands (docs/fleet.md)
+                raise _rule(("sensors", i, "name"), "'cmd' is reserved for the command topics P/D/cmd/...")
             if sensor.detector.bundle is not None and not self.models.trusted_keys:
                 raise _rule(
                     ("sensors", i, "detector", "bundle"),
