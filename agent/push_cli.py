@@ -127,11 +127,11 @@ def _send(cfg, path, device, args, topic, payload, header, version) -> int:
         info = sub.client.publish(topic, payload, qos=1, retain=False)
         try:
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-        except (RuntimeError, ValueError) as exc:
-            return _err(f"the broker did not take the command ({exc}); a broker closes the connection on a packet "
-                        f"over its max_packet_size ({len(payload)} bytes here)", EXIT_FAIL)
+        except (RuntimeError, ValueError):
+            pass  # connection lost meanwhile: said below
         if not info.is_published():
-            return _err(f"the broker did not acknowledge the command within {args.timeout:g} s", EXIT_FAIL)
+            return _err(f"the broker did not take the command ({len(payload)} bytes) within {args.timeout:g} s; a "
+                        "broker closes the connection on a packet over its max_packet_size", EXIT_FAIL)
         return _answer(cond, latest, header["nonce"], deadline, device, args.timeout)
     except BrokerError as exc:
         return _err(str(exc), EXIT_FAIL)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import yaml
@@ -121,3 +123,48 @@ def test_two_consumers_in_a_share_group_get_each_alert_exactly_once(broker, tmp_
     assert sorted(first + second) == [f"alert-{i:04d}" for i in range(N_ALERTS)]  # none lost, none doubled
     assert first and second, (len(first), len(second))  # the group really split the stream
     assert first == sorted(first) and second == sorted(second)  # each consumer sees its share in order
+
+
+def _example(broker, group, cid, out):
+    example = Path(__file__).resolve().parent.parent.parent / "docs" / "examples" / "alert_consumer.py"
+    return subprocess.Popen([sys.executable, str(example), "--host", broker.host, "--port", str(broker.port),
+                             "--prefix", "plant", "--group", group, "--id", cid],
+                            stdout=open(out, "ab"), stderr=subprocess.STDOUT)
+
+
+def _publish_alerts(broker, numbers):
+    pub = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect(broker.host, broker.port)
+    pub.loop_start()
+    for info in [pub.publish(*_alert(i), qos=1) for i in numbers]:
+        info.wait_for_publish(10)
+    pub.disconnect()
+    pub.loop_stop()
+
+
+def _example_ids(path):
+    return [json.loads(ln)["id"] for ln in _lines(path) if ln.startswith("{")]
+
+
+def test_the_documented_consumer_keeps_its_share_across_its_restart(broker, tmp_path):
+    """docs/examples/alert_consumer.py x2 (persistent sessions): one is restarted while alerts flow;
+    the broker keeps its share for it, so across both every alert arrives exactly once."""
+    outs = [tmp_path / "e1.out", tmp_path / "e2.out"]
+    procs = [_example(broker, "oncall", f"oncall-{n}", out) for n, out in enumerate(outs, 1)]
+    try:
+        time.sleep(1.5)  # both subscribed (their share group must exist before the first alert)
+        _publish_alerts(broker, range(0, N_ALERTS // 2))
+        wait_until(lambda: sum(len(_example_ids(o)) for o in outs) >= N_ALERTS // 2, 20, what="first half")
+        assert stop(procs[1], signal.SIGINT) == 0  # oncall-2 goes away (an update, a restart)
+        _publish_alerts(broker, range(N_ALERTS // 2, N_ALERTS))
+        time.sleep(1.0)
+        assert sum(len(_example_ids(o)) for o in outs) < N_ALERTS  # its share waits on the broker
+        procs[1] = _example(broker, "oncall", "oncall-2", outs[1])
+        wait_until(lambda: sum(len(_example_ids(o)) for o in outs) >= N_ALERTS, 20, what="all alerts")
+        time.sleep(1.0)
+    finally:
+        for p in procs:
+            stop(p, signal.SIGINT)
+    first, second = _example_ids(outs[0]), _example_ids(outs[1])
+    assert sorted(first + second) == [f"alert-{i:04d}" for i in range(N_ALERTS)]
+    assert first and second

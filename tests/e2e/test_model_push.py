@@ -209,3 +209,40 @@ def test_commands_are_off_by_default(broker, tmp_path, bundles):
         sub.close()
     assert code == 0
     assert not os.path.exists(tmp_path / "state-press-09" / "pushed")
+
+
+def test_oversize_commands_are_refused_with_words(tmp_path, bundles):
+    """The agent's mqtt.command_max_bytes, and a broker whose max_packet_size is below the command."""
+    from broker import Broker
+
+    workdir = tmp_path / "mosquitto"
+    workdir.mkdir()
+    size = len(build(key_path=bundles["key"], prefix="plant", device=DEVICE, sensor="pump1",
+                     files=read_bundle_dir(bundles["v2"]))[1])
+    broker = Broker(workdir, listener=["allow_anonymous true", f"max_packet_size {size // 2}"])
+    broker.start()
+    try:
+        config = _config(tmp_path, broker, bundles["pub"], commands=True)
+        cfg = yaml.safe_load(config.read_text())
+        cfg["mqtt"]["command_max_bytes"] = 4096
+        config.write_text(yaml.safe_dump(cfg))
+        sub = Subscriber(broker.host, broker.port, ["plant/#"])
+        agent = start_agent(config, tmp_path / "agent.log")
+        try:
+            wait_until(lambda: _pump(sub).get("windows", 0) > 2, 20, what="agent scoring")
+            code, out = _push(config, bundles["v2"], bundles["key"], "--timeout", "8", timeout=8)
+            assert code == 1 and f"did not take the command ({size} bytes)" in out and "max_packet_size" in out, out
+            before = len(sub.snapshot())
+            broker.stop()
+            broker.conf.write_text(broker.conf.read_text().replace(f"max_packet_size {size // 2}\n", ""))
+            broker.start()
+            wait_until(lambda: any(m.topic.endswith("/status") and json.loads(m.payload)["state"] == "online"
+                                   for m in sub.snapshot()[before:]), 20, what="agent and watcher reconnected")
+            code, out = _push(config, bundles["v2"], bundles["key"])
+            assert code == 2 and f"command of {size} bytes exceeds mqtt.command_max_bytes (4096)" in out, out
+            assert _pump(sub)["model"].startswith("gaussian@")
+        finally:
+            assert stop(agent) == 0
+            sub.close()
+    finally:
+        broker.stop()
