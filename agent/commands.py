@@ -57,6 +57,7 @@ class CommandChannel:
         self._sub = None
         self._key = None  # (mqtt settings, device, enabled) the subscription was made for
         self._inbox: queue.Queue = queue.Queue(maxsize=QUEUE_MAX)
+        self.listening = False  # subscribed to the command topics right now
         self._state = self._read_state()
 
     # -- persistence ---------------------------------------------------------------------------
@@ -130,6 +131,7 @@ class CommandChannel:
             self.log.warning("command dropped: earlier commands are still being applied", topic=topic)
 
     def stop(self) -> None:
+        self.listening = False
         if self._sub is not None:
             self._sub.close()
             self._sub = None
@@ -138,10 +140,12 @@ class CommandChannel:
     # -- applying -------------------------------------------------------------------------------
     def poll(self) -> bool:
         """Main loop: follow the config, then handle the commands that arrived. True when a
-        result was recorded (the caller publishes the status at once)."""
+        result was recorded or the command channel connected or was lost (the caller publishes the
+        status at once)."""
         cfg = self.svc.cfg
         self._sync(cfg)
-        handled = False
+        listening = self._sub is not None and self._sub.wait_reconnected(0)
+        handled, self.listening = listening != self.listening, listening  # a change is news for `model push`
         while True:
             try:
                 topic, payload = self._inbox.get_nowait()
@@ -218,5 +222,5 @@ class CommandChannel:
         cfg = self.svc.cfg
         out = {"enabled": bool(cfg.mqtt.commands), "last": self._state.get("last")}
         if cfg.mqtt.commands:
-            out["topic"] = command_topic(cfg.mqtt.topic_prefix, cfg.device.id, "+")
+            out.update(topic=command_topic(cfg.mqtt.topic_prefix, cfg.device.id, "+"), listening=self.listening)
         return out

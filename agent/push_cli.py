@@ -122,6 +122,14 @@ def _send(cfg, path, device, args, topic, payload, header, version) -> int:
         if not (doc.get("commands") or {}).get("enabled"):
             return _err(f"refused: device {device!r} does not accept remote commands (mqtt.commands is off in its "
                         "config, or its version predates them); nothing was sent", EXIT_USAGE)
+        if not doc["commands"].get("listening", True):
+            print(f"waiting for {device}'s command channel to connect", file=sys.stderr, flush=True)
+            with cond:
+                cond.wait_for(lambda: (latest[-1].get("commands") or {}).get("listening"),
+                              timeout=max(0.0, deadline - time.monotonic()))
+            if not (latest[-1].get("commands") or {}).get("listening"):
+                return _err(f"device {device!r} is online but its command channel is not connected to the broker "
+                            f"(see its log); nothing was sent", EXIT_FAIL)
         print(f"pushing {args.dir} (version {version}, {len(payload)} bytes) to {device}/{args.sensor} on {sub.where}",
               file=sys.stderr, flush=True)
         info = sub.client.publish(topic, payload, qos=1, retain=False)
