@@ -27,10 +27,12 @@ import binascii
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 
 FORMAT = 1
+FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # no path separators, no hidden files
 CLOCK_SKEW_S = 60.0  # a command may be issued this far in the gateway's future (clocks differ)
 
 
@@ -94,12 +96,15 @@ def build(*, key_path: str, prefix: str, device: str, sensor: str, files: dict[s
 
 
 def peek_header(payload: bytes) -> dict:
-    """The header of a payload WITHOUT checking anything: only to say which command a refusal is about."""
+    """`sensor` and `nonce` of a payload WITHOUT checking anything, cut to 64 characters: only to
+    say which command a refusal is about (anyone who may publish could have written them)."""
     try:
         header = json.loads(json.loads(payload)["header"])
-        return header if isinstance(header, dict) else {}
     except (ValueError, KeyError, TypeError):
         return {}
+    if not isinstance(header, dict):
+        return {}
+    return {k: header[k][:64] for k in ("sensor", "nonce") if isinstance(header.get(k), str)}
 
 
 def verify(payload: bytes, public_keys, *, topic: str, device: str, max_bytes: int, max_age_s: float,
@@ -168,6 +173,11 @@ def _check_header(header, *, topic: str, device: str, max_age_s: float, now: flo
     for key, kind in (("command", str), ("topic", str), ("device", str), ("nonce", str), ("files", dict)):
         if not isinstance(header.get(key), kind):
             raise CommandRefused(f"command header: {key!r} missing or not a {kind.__name__}")
+    if not re.fullmatch(r"[0-9a-f]{16,64}", header["nonce"]):
+        raise CommandRefused("command header: 'nonce' must be 16-64 lowercase hex digits")
+    bad = [n for n in header["files"] if not isinstance(n, str) or not FILE_NAME.fullmatch(n)]
+    if bad:
+        raise CommandRefused(f"command header: invalid file name {bad[0]!r} (a bundle is one flat directory)")
     if header["device"] != device or header["topic"] != topic:
         raise CommandRefused(f"command signed for {header['topic']!r} (device {header['device']!r}), "
                              f"received on {topic!r}: it was meant for another device or topic")

@@ -156,7 +156,7 @@ class CommandChannel:
 
     def _handle(self, cfg, topic: str, payload: bytes) -> None:
         peek = peek_header(payload)
-        result = {"name": topic.rsplit("/", 1)[-1],
+        result = {"name": topic.rsplit("/", 1)[-1][:64],
                   "sensor": peek.get("sensor") if isinstance(peek.get("sensor"), str) else None,
                   "id": peek.get("nonce") if isinstance(peek.get("nonce"), str) else None}
         try:

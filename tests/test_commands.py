@@ -149,3 +149,14 @@ def test_a_local_bundle_swapped_in_retires_the_pushed_one(keys, tmp_path):
     pushed_bundles.commit(storage, "pump1", path)
     assert pushed_bundles.retire(storage, "pump1")
     assert pushed_bundles.current(storage, "pump1") is None
+
+
+def test_signed_but_unsafe_names_are_refused_before_anything_is_written(keys):
+    """Even with the trusted key, a file name or nonce that would leave the staging directory is refused."""
+    _, p, _ = build(key_path=keys["key"], prefix="pdm", device="gw-1", sensor="s", files={"../evil": b"x"})
+    with pytest.raises(CommandRefused, match="invalid file name '../evil'"):
+        _verify(p, keys["pub"])
+    _, p, _ = build(key_path=keys["key"], prefix="pdm", device="gw-1", sensor="s", files=_files(keys["v1"]),
+                    nonce="../../../../tmp/x")
+    with pytest.raises(CommandRefused, match="'nonce' must be 16-64 lowercase hex digits"):
+        _verify(p, keys["pub"])
