@@ -246,3 +246,44 @@ def test_oversize_commands_are_refused_with_words(tmp_path, bundles):
             sub.close()
     finally:
         broker.stop()
+
+
+def test_the_model_installed_last_runs_after_a_restart(broker, tmp_path, bundles):
+    """Configured models directory with v1; push v2 (runs, and after a restart too); then a local v3
+    copied into the models directory replaces it (the pushed one is retired): a restart runs v3."""
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    shutil.copytree(bundles["v1"], models_dir / "v1")
+    config = _config(tmp_path, broker, bundles["pub"], commands=True)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["sensors"][0]["detector"]["bundle"] = str(models_dir)
+    cfg["models"]["watch_interval_s"] = 0.5
+    config.write_text(yaml.safe_dump(cfg))
+    sub = Subscriber(broker.host, broker.port, ["plant/#"])
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+    try:
+        wait_until(lambda: _pump(sub).get("model") == "pca@v1" and (_status(sub).get("commands") or {}).get("listening"),
+                   20, what="configured v1")
+        code, out = _push(config, bundles["v2"], bundles["key"], "--sensor", "pump9")
+        assert code == 2 and "no sensor 'pump9' runs on this device (sensors: pump1)" in out, out
+        code, out = _push(config, bundles["v2"], bundles["key"])
+        assert code == 0, out
+        stop(agent)
+        agent = start_agent(config, log)
+        wait_until(lambda: _status(sub).get("state") == "online" and _pump(sub).get("model") == "pca@v2", 20,
+                   what="pushed v2 after a restart, over the configured v1")
+        shutil.copytree(bundles["v3"], models_dir / "v3")
+        result = json.loads((models_dir / "v3" / "manifest.json").read_text())
+        assert result["version"] == "v3"
+        os.utime(models_dir / "v3")
+        wait_until(lambda: _pump(sub).get("model") == "pca@v3", 20, what="local v3 swapped in")
+        assert not (tmp_path / f"state-{DEVICE}" / "pushed" / "pump1").exists()
+        stop(agent)
+        agent = start_agent(config, log)
+        wait_until(lambda: _status(sub).get("state") == "online" and _pump(sub).get("windows", 0) > 0
+                   and _pump(sub).get("model") == "pca@v3", 20, what="v3 after the second restart")
+    finally:
+        code = stop(agent)
+        sub.close()
+    assert code == 0 and "Traceback" not in log.read_text()
