@@ -17,6 +17,10 @@ entry on the status topic, and the running model keeps running. A failure at sta
 back to the streaming detector learned on the device. Writing a bundle: build it next to the
 watched path and ``mv`` it into place (one rename), or copy it in; the settle poll covers both.
 
+Bundles pushed over MQTT (agent/commands.py) go through the same `load` and `swap_in`; the one
+pushed last runs at start in place of `detector.bundle` (agent/pushed_bundles.py), until a local
+bundle is swapped in later and retires it.
+
 onnxruntime and cryptography are imported only when a bundle is configured.
 """
 

@@ -49,6 +49,9 @@ def main(args) -> int:
     if args.share is not None and (not args.share or any(c in args.share for c in "/+#")):
         print(f"--share: a group name without '/', '+' or '#'; got {args.share!r}", file=sys.stderr)
         return EXIT_USAGE
+    if args.fleet and args.aggregates:
+        print("--aggregates: not with --fleet (the fleet view follows alerts)", file=sys.stderr)
+        return EXIT_USAGE
     if args.fleet:
         from agent.fleet_view import run
 
