@@ -74,6 +74,9 @@ def main(args) -> int:
     try:
         files = read_bundle_dir(args.dir)
         version = json.loads(files["manifest.json"]).get("version", "?")
+        if "signature.json" not in files:
+            return _err(f"{args.dir} is not signed (no signature.json): pdm-agent model sign {args.dir} --key KEY",
+                        EXIT_USAGE)
         topic, payload, header = build(key_path=key, prefix=cfg.mqtt.topic_prefix, device=device,
                                        sensor=args.sensor, files=files, allow_downgrade=args.allow_downgrade)
     except (CommandRefused, BundleError) as exc:

@@ -160,3 +160,23 @@ def test_signed_but_unsafe_names_are_refused_before_anything_is_written(keys):
                     nonce="../../../../tmp/x")
     with pytest.raises(CommandRefused, match="'nonce' must be 16-64 lowercase hex digits"):
         _verify(p, keys["pub"])
+
+
+def test_model_push_usage_errors_exit_2_with_words(keys, tmp_path, capsys, monkeypatch):
+    from agent.cli import main
+
+    monkeypatch.delenv("PDM_AGENT_SIGNING_KEY", raising=False)
+    config = tmp_path / "c.yaml"
+    config.write_text("device: {id: desk}\nsensors: [{name: pump1, protocol: sim}]\n")
+    args = ["model", "push", keys["v1"], "--config", str(config), "--sensor", "pump1"]
+    assert main(args) == 2
+    assert "the command must be signed: give --key FILE" in capsys.readouterr().err
+    assert main(args + ["--key", str(tmp_path / "missing.key")]) == 2
+    assert "private key" in capsys.readouterr().err
+    unsigned = tmp_path / "unsigned"
+    unsigned.mkdir()
+    (unsigned / "manifest.json").write_text("{}")
+    assert main(["model", "push", str(unsigned), "--config", str(config), "--sensor", "pump1", "--key", keys["key"]]) == 2
+    assert "is not signed (no signature.json)" in capsys.readouterr().err
+    assert main(args + ["--key", keys["key"], "--device", "a/b"]) == 2
+    assert "only letters, digits" in capsys.readouterr().err
