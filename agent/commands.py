@@ -175,6 +175,9 @@ class CommandChannel:
             result.update(result="refused", reason=str(exc))
             self.log.warning("remote command refused", command=result["name"], sensor=result["sensor"],
                              reason=str(exc))
+        except Exception as exc:  # a command must never take the agent down
+            self.log.exception("remote command failed", command=result["name"], sensor=result["sensor"])
+            result.update(result="refused", reason=f"failed on the device: {exc!r}"[:300])
         self._state["last"] = {**result, "ts": iso_utc(time.time())}
         try:
             self._write_state()  # the last result survives a restart, as the status shows it
