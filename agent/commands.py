@@ -112,11 +112,11 @@ class CommandChannel:
         from agent.mqtt_client import BrokerError, Subscription
 
         topic = command_topic(cfg.mqtt.topic_prefix, cfg.device.id, "+")
-        self._sub = Subscription(cfg.mqtt, [topic], self._arrived, role="cmd", config_path=self.svc.config_path)
         try:
+            self._sub = Subscription(cfg.mqtt, [topic], self._arrived, role="cmd", config_path=self.svc.config_path)
             self._sub.start()
-        except BrokerError as exc:
-            self.log.error("remote commands unavailable", error=str(exc))
+        except (BrokerError, OSError, ValueError) as exc:  # e.g. the password file went away
+            self.log.error("remote commands unavailable until the next reload", error=str(exc))
             return
         self.log.info("accepting signed remote commands", topic=topic)
 
