@@ -116,7 +116,7 @@ class CommandChannel:
             self._sub = Subscription(cfg.mqtt, [topic], self._arrived, role="cmd", config_path=self.svc.config_path)
             self._sub.start()
         except (BrokerError, OSError, ValueError) as exc:  # e.g. the password file went away
-            self.log.error("remote commands unavailable until the next reload", error=str(exc))
+            self.log.error("remote commands unavailable until a restart or a change of the mqtt settings", error=str(exc))
             return
         self.log.info("accepting signed remote commands", topic=topic)
 
