@@ -12,8 +12,9 @@ second and handles one command at a time:
 3. ``model-push``: the bundle is staged under ``storage.dir/pushed/<sensor>/`` and verified as
    any bundle (its own signature, file hashes, features, a smoke test; agent/hotswap.py);
    its version must be newer than the running bundle's unless the signed header says
-   ``allow_downgrade``; it is swapped in without a restart (guarded: rolled back at its first
-   scoring failure) and becomes the sensor's current pushed bundle, which a restart runs.
+   ``allow_downgrade``; it becomes the sensor's current pushed bundle (which a restart runs),
+   then it is swapped in without a restart (guarded: rolled back, on disk too, at its first
+   scoring failure).
 
 Every result, applied or refused, is logged and shown on the status topic as
 ``commands.last = {name, sensor, result: applied|refused, reason, ts, id}`` (``id`` is the
@@ -203,22 +204,26 @@ class CommandChannel:
                 if not cmd.allow_downgrade:
                     raise CommandRefused(f"bundle version {bundle.version} is not newer than the running {running} "
                                          "(push with --allow-downgrade to go back on purpose)")
-            before = worker.pipeline.model_name
-            svc.models.swap_in(sensor, model, bundle)
+            # On disk first, then swapped: a rollback at the very first window then finds it `current`
+            # and restores `previous`; a bundle that cannot be made permanent is not run at all.
+            pushed_bundles.commit(svc.storage_dir, sensor, path)
         except BundleError as exc:
             pushed_bundles.discard(path)
             raise CommandRefused(f"bundle refused: {exc}") from None
         except CommandRefused:
             pushed_bundles.discard(path)
             raise
-        try:
-            pushed_bundles.commit(svc.storage_dir, sensor, path)
         except OSError as exc:
-            self.log.warning("pushed bundle runs but could not be made permanent; a restart runs the previous "
-                             "model", sensor=sensor, error=str(exc))
-        return f"{model.model} swapped in (was {before})" + (" by a signed downgrade" if running is not None
-                                                             and cmd.allow_downgrade and version_key(bundle.version)
-                                                             <= version_key(running) else "")
+            pushed_bundles.discard(path)
+            raise CommandRefused(f"cannot install the bundle under {svc.storage_dir}: {exc.strerror or exc}") from None
+        before = worker.pipeline.model_name
+        try:
+            svc.models.swap_in(sensor, model, bundle)
+        except Exception:
+            pushed_bundles.roll_back(svc.storage_dir, sensor, path)
+            raise
+        downgrade = running is not None and version_key(bundle.version) <= version_key(running)
+        return f"{model.model} swapped in (was {before})" + (" by a signed downgrade" if downgrade else "")
 
     def status(self) -> dict:
         """`commands` on the status topic."""

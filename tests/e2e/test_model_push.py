@@ -45,6 +45,12 @@ def bundles(tmp_path_factory):
         result.manifest["version"] = version.split("-")[0]
         out[version] = write_bundle(result, str(root / version))
         bundle.sign(out[version], k)
+    # Signed and sound at the scaler's mean (the smoke test passes), but a scale of 1e-300 turns any real
+    # window into an overflow: its first scores are not finite, as a broken model's would be.
+    scaler = result.manifest["scaler"]
+    result.manifest.update(version="v4", scaler={**scaler, "scale": [1e-300] * len(scaler["scale"])})
+    out["v4-broken"] = write_bundle(result, str(root / "v4-broken"))
+    bundle.sign(out["v4-broken"], key)
     return out
 
 
@@ -249,8 +255,9 @@ def test_oversize_commands_are_refused_with_words(tmp_path, bundles):
 
 
 def test_the_model_installed_last_runs_after_a_restart(broker, tmp_path, bundles):
-    """Configured models directory with v1; push v2 (runs, and after a restart too); then a local v3
-    copied into the models directory replaces it (the pushed one is retired): a restart runs v3."""
+    """Configured models directory with v1; push v2, then a broken v4 that is rolled back to v2 at its
+    first window; a restart runs v2 (not v1, not v4); then a local v3 copied into the models directory
+    replaces it (the pushed one is retired): a restart runs v3."""
     models_dir = tmp_path / "models"
     models_dir.mkdir()
     shutil.copytree(bundles["v1"], models_dir / "v1")
@@ -269,6 +276,11 @@ def test_the_model_installed_last_runs_after_a_restart(broker, tmp_path, bundles
         assert code == 2 and "no sensor 'pump9' runs on this device (sensors: pump1)" in out, out
         code, out = _push(config, bundles["v2"], bundles["key"])
         assert code == 0, out
+        code, out = _push(config, bundles["v4-broken"], bundles["key"])
+        assert code == 0 and "pca@v4 swapped in" in out, out  # applied: it passed every check
+        wait_until(lambda: "rolled back" in (_pump(sub).get("model_refused") or {}).get("reason", ""), 20,
+                   what="the broken v4 rolled back at its first window")
+        assert _pump(sub)["model"] == "pca@v2"
         stop(agent)
         agent = start_agent(config, log)
         wait_until(lambda: _status(sub).get("state") == "online" and _pump(sub).get("model") == "pca@v2", 20,
