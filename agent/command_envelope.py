@@ -31,6 +31,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from agent import topics
+
 FORMAT = 1
 FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # no path separators, no hidden files
 CLOCK_SKEW_S = 60.0  # a command may be issued this far in the gateway's future (clocks differ)
@@ -52,10 +54,6 @@ class Command:
     sensor = property(lambda self: self.header.get("sensor"))
     nonce = property(lambda self: self.header["nonce"])
     allow_downgrade = property(lambda self: self.header.get("allow_downgrade") is True)
-
-
-def command_topic(prefix: str, device: str, name: str) -> str:
-    return "/".join([prefix, device, "cmd", name])
 
 
 def read_bundle_dir(path: str) -> dict[str, bytes]:
@@ -83,7 +81,7 @@ def build(*, key_path: str, prefix: str, device: str, sensor: str, files: dict[s
     from models.bundle import key_id, load_private_key
 
     key = load_private_key(key_path)
-    topic = command_topic(prefix, device, command)
+    topic = topics.command(prefix, device, command)
     header = {"format": FORMAT, "command": command, "topic": topic, "device": device, "sensor": sensor,
               "allow_downgrade": bool(allow_downgrade), "nonce": nonce or os.urandom(16).hex(),
               "issued_at": round(time.time() if issued_at is None else issued_at, 3),

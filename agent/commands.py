@@ -29,8 +29,8 @@ import queue
 import re
 import time
 
-from agent import pushed_bundles
-from agent.command_envelope import CommandRefused, command_topic, peek_header, verify
+from agent import pushed_bundles, topics
+from agent.command_envelope import CommandRefused, peek_header, verify
 from agent.records import iso_utc
 
 STATE_FILE = "commands.json"
@@ -112,7 +112,7 @@ class CommandChannel:
             return
         from agent.mqtt_client import BrokerError, Subscription
 
-        topic = command_topic(cfg.mqtt.topic_prefix, cfg.device.id, "+")
+        topic = topics.command(cfg.mqtt.topic_prefix, cfg.device.id, "+")
         try:
             self._sub = Subscription(cfg.mqtt, [topic], self._arrived, role="cmd", config_path=self.svc.config_path)
             self._sub.start()
@@ -230,5 +230,5 @@ class CommandChannel:
         cfg = self.svc.cfg
         out = {"enabled": bool(cfg.mqtt.commands), "last": self._state.get("last")}
         if cfg.mqtt.commands:
-            out.update(topic=command_topic(cfg.mqtt.topic_prefix, cfg.device.id, "+"), listening=self.listening)
+            out.update(topic=topics.command(cfg.mqtt.topic_prefix, cfg.device.id, "+"), listening=self.listening)
         return out

@@ -25,6 +25,9 @@ from pydantic import BaseModel, ValidationError
 
 from agent.config_models import *  # noqa: F403 - the models are part of this module's API
 from agent.config_models import PATTERN_WORDS, Config
+from agent.sensor_config import SENSOR_MODELS, UNKNOWN, SensorConfig
+
+SENSOR_TAGS = {**SENSOR_MODELS, UNKNOWN: SensorConfig}  # the union tags pydantic puts in error locs
 
 SYSTEM_CONFIG_PATH = "/etc/pdm-agent/config.yaml"
 
@@ -85,9 +88,12 @@ def _format_path(loc: tuple) -> str:
 
 
 def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
-    """The model class that validates the mapping at `loc`, to suggest its keys."""
+    """The model class that validates the mapping at `loc` (with the sensor union's tag), to suggest its keys."""
     ann: Any = Config
-    for part in loc:
+    for i, part in enumerate(loc):
+        if i == 2 and loc[0] == "sensors" and part in SENSOR_TAGS:
+            ann = SENSOR_TAGS[part]
+            continue
         ann = _unwrap(ann, part)
         if ann is None:
             return None
@@ -110,7 +116,20 @@ def _unwrap(ann: Any, part: Any) -> Any:
     return None
 
 
-def _message(err: dict, loc: tuple) -> str:
+def _untagged(loc: tuple) -> tuple:
+    """A loc without the sensor union's tag (`sensors.0.modbus.slave_id` -> `sensors.0.slave_id`):
+    error paths stay as the operator wrote the keys."""
+    if len(loc) > 2 and loc[0] == "sensors" and isinstance(loc[1], int) and loc[2] in SENSOR_TAGS:
+        return loc[:2] + loc[3:]
+    return loc
+
+
+def sensor_key_path(loc: tuple) -> str:
+    """`a.b` path of an error from validating one sensor entry (`parse_sensor`), without the union's tag."""
+    return ".".join(map(str, _untagged(("sensors", 0) + tuple(loc))[2:]))
+
+
+def _message(err: dict, loc: tuple, tagged: tuple = ()) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
@@ -119,7 +138,7 @@ def _message(err: dict, loc: tuple) -> str:
                 "inline passwords are not allowed: put it in a file and set password_file, "
                 "or pass it as the systemd credential 'mqtt-password' ($CREDENTIALS_DIRECTORY)"
             )
-        model = _model_at(loc[:-1])
+        model = _model_at((tagged or loc)[:-1])
         known = list(model.model_fields) if model else []
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         if close:
@@ -192,14 +211,15 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     except ValidationError as exc:
         config = None
         for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
+            tagged = tuple(err["loc"])
+            loc = _untagged(tagged)
             if err["type"] == "config_rule":
                 for part in err.get("ctx", {}).get("at", ()):
                     loc = loc[:-1] if part == ".." else loc + (part,)
             key = loc
             while key not in lines:
                 key = key[:-1]
-            found.append((loc, _message(err, loc), lines[key]))
+            found.append((loc, _message(err, loc, tagged), lines[key]))
     if found:
         found.sort(key=lambda f: f[2])
         raise ConfigError([f"{_format_path(loc)}: {msg} ({source}:{line})" for loc, msg, line in found])

@@ -21,6 +21,7 @@ import queue
 import sys
 import time
 
+from agent import topics
 from agent.alert_text import describe_alert
 
 EXIT_OK, EXIT_FAIL = 0, 1
@@ -64,11 +65,11 @@ def run(args, cfg, path) -> int:
     from agent.mqtt_client import BrokerError, Subscription
 
     prefix = cfg.mqtt.topic_prefix
-    alerts = f"{prefix}/+/{args.sensor or '+'}/alert"
+    alerts = topics.record(prefix, "+", args.sensor or "+", "alert")
     if args.share:
-        alerts = f"$share/{args.share}/{alerts}"
+        alerts = topics.shared(args.share, alerts)
     inbox: queue.Queue = queue.Queue()
-    sub = Subscription(cfg.mqtt, [f"{prefix}/+/status", alerts], lambda t, p, r: inbox.put((t, p)),
+    sub = Subscription(cfg.mqtt, [topics.status(prefix, "+"), alerts], lambda t, p, r: inbox.put((t, p)),
                        role="fleet", config_path=path)
     try:
         sub.start()

@@ -31,7 +31,7 @@ import math
 import os
 import time
 
-from agent.features import FeatureSpec, feature_names
+from models.features import FeatureSpec, feature_names
 
 
 def _fingerprint(path: str) -> tuple:
@@ -81,14 +81,15 @@ class Guarded:
         self.failed = False
 
     @property
-    def _current(self):
+    def current(self):
+        """The model that scores now: the swapped-in one, or its fallback after a rollback."""
         return self.fallback if self.failed else self.model
 
-    name = property(lambda self: self._current.name)
-    version = property(lambda self: self._current.version)
-    ready = property(lambda self: getattr(self._current, "ready", False))
+    name = property(lambda self: self.current.name)
+    version = property(lambda self: self.current.version)
+    ready = property(lambda self: self.current.ready)
     # After a rollback the fallback learns again, and its baseline must be saved again.
-    learns = property(lambda self: getattr(self._current, "learns", True))
+    learns = property(lambda self: self.current.learns)
 
     def update(self, x, ts):
         if not self.failed:
@@ -104,7 +105,7 @@ class Guarded:
         return self.fallback.update(x, ts)
 
     def state(self) -> dict:
-        return self._current.state()
+        return self.current.state()
 
 
 class ModelManager:
@@ -212,11 +213,9 @@ class ModelManager:
 
     def retarget(self, worker, old_cfg, new_cfg) -> bool:
         """On reload: when only `detector.bundle` changed, swap in place instead of restarting."""
-        if worker is None or new_cfg is None or new_cfg.detector.bundle is None or old_cfg.detector.bundle is None:
-            return False
-        if old_cfg.model_copy(update={"detector": new_cfg.detector}) != new_cfg:
-            return False
-        if old_cfg.detector.model_copy(update={"bundle": new_cfg.detector.bundle}) != new_cfg.detector:
+        from agent.reload import only_bundle_changed
+
+        if worker is None or not only_bundle_changed(old_cfg, new_cfg):
             return False
         worker.cfg = new_cfg
         worker.pipeline.cfg = new_cfg
@@ -265,7 +264,7 @@ class ModelManager:
         pipeline = self._pipelines[sensor]
         previous = pipeline.model
         if isinstance(previous, Guarded):  # one level of history: what runs now
-            previous = previous._current
+            previous = previous.current
         before = pipeline.model_name
 
         def rollback(guard: Guarded, reason: str, sensor=sensor, path=bundle.path) -> None:
@@ -274,7 +273,7 @@ class ModelManager:
 
             pushed_bundles.roll_back(self.storage_dir, sensor, path)  # a restart must not run it again
             entry = self._status.get(sensor, {})
-            entry["bundle"] = {**entry.get("bundle", {}), "version": getattr(guard.fallback, "version", None),
+            entry["bundle"] = {**entry.get("bundle", {}), "version": guard.fallback.version,
                                "rolled_back": True}
 
         pipeline.model = Guarded(model, previous, rollback)
@@ -283,9 +282,11 @@ class ModelManager:
 
     def running_bundle_version(self, sensor: str) -> str | None:
         """Version of the bundle the sensor scores with now; None for a model learned on the device."""
-        model = getattr(self._pipelines.get(sensor), "model", None)
-        model = model._current if isinstance(model, Guarded) else model
-        return None if model is None or getattr(model, "learns", True) else str(model.version)
+        pipeline = self._pipelines.get(sensor)
+        if pipeline is None:
+            return None
+        model = pipeline.model.current if isinstance(pipeline.model, Guarded) else pipeline.model
+        return None if model.learns else str(model.version)  # a ScoringModel (models/base.py)
 
     def status(self, sensor: str) -> dict:
         """Extra fields for the sensor's entry on the status topic."""

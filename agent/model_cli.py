@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 TRAIN_EXTRA = "this command needs the training libraries: pip install 'pdm-agent[train]'"
 
 
@@ -32,7 +32,7 @@ def _train_imports():
 def _sensor_spec(args):
     """FeatureSpec and window of `--sensor` in `--config`, so the bundle matches that sensor."""
     from agent.config import ConfigError, load_config
-    from agent.features import FeatureSpec
+    from models.features import FeatureSpec
 
     try:
         cfg = load_config(args.config)
@@ -48,8 +48,8 @@ def _sensor_spec(args):
 
 def _csv_rate(path: str, rate, sensor, columns) -> float | None:
     """Raw waveform samples or records? The rule `pdm-agent replay` applies to the same CSV
-    (agent/replay_io.waveform_rate), so training and replay read one file the same way."""
-    from agent.replay_io import InputError, read_csv, waveform_rate
+    (drivers/recordings.waveform_rate), so training and replay read one file the same way."""
+    from drivers.recordings import InputError, read_csv, waveform_rate
 
     try:
         found, why = waveform_rate(read_csv(path, columns), rate, sensor)
@@ -215,7 +215,7 @@ def cmd_quantize(args) -> int:
     _train_imports()
     import numpy as np
 
-    from agent.features import FeatureSpec
+    from models.features import FeatureSpec
     from models import bundle as bundles
     from models.calibration import Calibrator
     from models.onnx_runtime import OnnxDetector

@@ -17,10 +17,11 @@ from typing import Callable
 from agent import iso10816, sensor_health
 from agent.aggregates import Aggregator
 from agent.alert_state import condition
-from agent.features import FeatureSpec, extract
+from models.features import FeatureSpec, extract
 from agent.log_summary import LearningLog, summary_fields
 from agent.policy import AlertPolicy, PolicyConfig
 from agent.records import Aggregate, Alert, FeatureVector, Frame, Score
+from drivers.base import VALUES, driver_for
 from agent.windowing import Windower
 from models.streaming import StreamingModel
 
@@ -50,6 +51,8 @@ BUNDLE_BASELINE = {"state": "ready", "progress": 1.0, "windows": 0, "learned_at"
 
 @dataclass
 class SensorStats:
+    """Counters of one sensor's pipeline, shown in the status document."""
+
     frames: int = 0
     samples: int = 0
     windows: int = 0
@@ -86,6 +89,8 @@ class SensorPipeline:
         self.aggregator = Aggregator(device, self.sensor, aggregate_interval)
         self.iso = iso10816.from_sensor_config(sensor_cfg, device)  # physics check, needs no baseline
         self.sensor_health = sensor_health.from_sensor_config(sensor_cfg)
+        # The front end is picked once from the driver's declared kind: values skip the windowing.
+        self._values = driver_for(sensor_cfg.protocol).kind == VALUES
         self.emit = emit
         self.log = log
         self.stats = SensorStats()
@@ -95,7 +100,7 @@ class SensorPipeline:
     def process(self, frame: Frame | FeatureVector) -> list[Score]:
         """Window, featurize and score a frame; returns the Score of every window it completed
         (replay of raw waveform CSVs records them; the daemon ignores them)."""
-        if isinstance(frame, FeatureVector):  # a transmitter's values (modbus): features already
+        if self._values:  # a transmitter's values (the driver's kind): features already
             return [self.handle(frame)]
         scores = []
         k = len(frame.samples)
@@ -207,7 +212,7 @@ class SensorPipeline:
         self.emit(aggregate)
         if self.log:
             level = condition({"anomaly": self.policy.level, "iso10816": self.iso.state()["level"]})
-            self.log.info("summary", **summary_fields(aggregate, level, bool(getattr(self.model, "ready", True))))
+            self.log.info("summary", **summary_fields(aggregate, level, bool(self.model.ready)))
 
     @property
     def model_name(self) -> str:
@@ -232,7 +237,7 @@ class SensorPipeline:
         return os.path.join(storage_dir, "models", f"{self.sensor}.json")
 
     def save_state(self, storage_dir: str) -> None:
-        if not getattr(self.model, "learns", True):
+        if not self.model.learns:
             return  # a signed bundle learns nothing; keep any saved on-device baseline as it was
         path = self.state_path(storage_dir)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -269,9 +274,9 @@ class SensorPipeline:
     def spec_names(self) -> list[str]:
         """What a saved baseline was learned on: a baseline is reused only for the same
         protocol, preset/register map and feature set (a different map = different features)."""
-        from agent.features import feature_names
+        from models.features import feature_names
 
         cfg = self.cfg
-        source = [f"protocol={cfg.protocol}", f"preset={cfg.preset}", f"registers={cfg.registers!r}",
+        source = [f"protocol={cfg.protocol}", *driver_for(cfg.protocol).baseline_key(cfg),
                   f"detector={cfg.detector.type}:{sorted(dict(cfg.detector.params).items())!r}"]
         return source + list(feature_names(self.spec))

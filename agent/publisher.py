@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from agent import topics
 from agent.broker_faults import ClientIdClash, RefusedMessages
 from agent.outbox import Outbox
 from agent.records import iso_utc
@@ -135,13 +136,11 @@ class Publisher:
 
     # -- public API ------------------------------------------------------------------
 
-    @staticmethod
-    def join_topic(prefix: str, device: str, *parts: str) -> str:
-        return "/".join([prefix, device, *parts])
+    join_topic = staticmethod(topics.join)  # the scheme is agent/topics.py
 
     def topic(self, *parts: str) -> str:
         """``prefix/device/parts...``."""
-        return self.join_topic(self.topic_prefix, self.device_id, *parts)
+        return topics.join(self.topic_prefix, self.device_id, *parts)
 
     @property
     def connected(self) -> bool:
@@ -218,7 +217,7 @@ class Publisher:
         return json.dumps(body, separators=(",", ":"), default=str).encode()
 
     def _publish_status(self, state: str) -> mqtt.MQTTMessageInfo:
-        return self._client.publish(self.topic("status"), self._status_payload(state), qos=1, retain=True)
+        return self._client.publish(topics.status(self.topic_prefix, self.device_id), self._status_payload(state), qos=1, retain=True)
 
     # -- paho callbacks (network thread) ---------------------------------------------
 
@@ -244,7 +243,7 @@ class Publisher:
     def _on_pre_connect(self, client, userdata) -> None:
         self.reread_password()
         # Re-armed before every attempt so the Will's ts is the time of this connection.
-        client.will_set(self.topic("status"), self._status_payload("offline", will=True), qos=1, retain=True)
+        client.will_set(topics.status(self.topic_prefix, self.device_id), self._status_payload("offline", will=True), qos=1, retain=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:

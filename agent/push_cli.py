@@ -95,7 +95,9 @@ def _send(cfg, path, device, args, topic, payload, header, version) -> int:
     from agent.mqtt_client import BrokerError, Subscription
 
     deadline = time.monotonic() + args.timeout
-    status_topic = "/".join([cfg.mqtt.topic_prefix, device, "status"])
+    from agent import topics
+
+    status_topic = topics.status(cfg.mqtt.topic_prefix, device)
     cond = threading.Condition()
     latest: list[dict] = []
 

@@ -7,7 +7,7 @@ INPUT is a CSV of low-rate records (each row is a feature vector already and ent
 `SensorPipeline.handle` directly), a CSV of raw waveform samples (--rate, a --config sensor with
 `sample_rate`, or a time column stepping by <= 5 ms: windowed and featurized by the daemon's own
 `SensorPipeline.process`, one record per window), or a directory of burst captures (each burst
-becomes one feature vector through agent/features.extract_batch, then `handle`). Everything after
+becomes one feature vector through models/features.extract_batch, then `handle`). Everything after
 the features (detector, calibration, alert policy) is the daemon's own code. Output: one row per record,
 `timestamp,score,alert,level,ready,reason`.
 
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.replay_io import InputError, Table, list_bursts, read_burst, read_csv, waveform_rate
+from drivers.recordings import InputError, Table, list_bursts, read_burst, read_csv, waveform_rate
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from agent.exit_codes import EXIT_OK, EXIT_USAGE  # noqa: E402 (one definition)
 SENSOR = "replay"
 
 # Recommended defaults per kind of input (config.yaml documents the same numbers).
@@ -78,34 +78,34 @@ def default_sensor(kind: str, channels: list[str], rate: float | None = None, ba
     ("rows", "waveform" or "bursts"); waveform and burst channels and rate replace the base's."""
     from pydantic import ValidationError
 
-    from agent.config import SensorConfig
+    from agent.config import SensorConfig, parse_sensor, sensor_key_path
 
     try:
         if base is not None:
             if kind == "waveform":
-                data = base.model_dump()
+                data = base.model_dump(include=set(SensorConfig.model_fields))  # the keys every protocol has
                 keep = all(hi <= rate / 2 for _, hi in base.bands)
                 temps = [c for c in base.temperature_channels if c in channels]
                 data.update(name=SENSOR, protocol="sim", port=None, channels=channels, sample_rate=rate,
                             bands=data["bands"] if keep else None, temperature_channels=temps or None)
-                return SensorConfig.model_validate(data)
+                return parse_sensor(data)
             if kind == "bursts":
-                data = base.model_dump()
+                data = base.model_dump(include=set(SensorConfig.model_fields))
                 # The config's bands stay only if they fit this rate; otherwise the defaults, clipped.
                 keep = rate is None or all(hi <= rate / 2 for _, hi in base.bands)
                 data.update(name=SENSOR, protocol="sim", port=None, channels=channels,
                             bands=data["bands"] if keep else None, temperature_channels=None,
                             sample_rate=rate or base.sample_rate)
-                return SensorConfig.model_validate(data)
+                return parse_sensor(data)
             return base
         if kind == "bursts":
-            return SensorConfig(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels, **BURST_DEFAULTS)
+            return parse_sensor(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels, **BURST_DEFAULTS)
         if kind == "waveform":  # the daemon's own defaults: windows, features, detector, alerts
-            return SensorConfig(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels)
+            return parse_sensor(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels)
         defaults = UNIVARIATE_DEFAULTS if len(channels) == 1 else LOW_RATE_DEFAULTS
-        return SensorConfig(name=SENSOR, protocol="sim", **defaults)
+        return parse_sensor(name=SENSOR, protocol="sim", **defaults)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{sensor_key_path(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ReplayError(f"cannot build the replay sensor for channels {channels}: {problems}") from None
 
 
@@ -183,7 +183,7 @@ def replay_table(table: Table, sensor_cfg, train_rows: int = 0) -> Result:
 def replay_bursts(directory: str, rate: float, sensor_cfg_for, columns: list[str] | None,
                   train_rows: int = 0) -> Result:
     """Replay a directory of bursts: each burst -> waveform features (vectorized) -> handle()."""
-    from agent.features import extract_batch, feature_names
+    from models.features import extract_batch, feature_names
     from agent.pipeline import SensorPipeline
     from agent.records import FeatureVector, iso_utc
 
@@ -236,7 +236,7 @@ def replay_bursts(directory: str, rate: float, sensor_cfg_for, columns: list[str
 
 def replay_waveform(table: Table, rate: float, sensor_cfg, train_rows: int = 0) -> Result:
     """Replay a CSV of raw samples as the daemon runs a serial sensor: agent/windowing.Windower cuts
-    `sensor_cfg.window` windows (agent/features.extract), one output record per window, dated and
+    `sensor_cfg.window` windows (models/features.extract), one output record per window, dated and
     stamped at its last sample. Frames are fed one hop at a time so --train-rows N ends learning
     exactly after window N."""
     from agent.pipeline import SensorPipeline
@@ -370,6 +370,8 @@ def main(args) -> int:
     if os.path.exists(args.out) and os.path.exists(args.input) and os.path.samefile(args.out, args.input):
         print(f"pdm-agent replay: error: --out {args.out} is the input; choose another file", file=sys.stderr)
         return EXIT_USAGE
+    from agent.plot import PlotError  # light: matplotlib is imported only when drawing
+
     try:
         if args.plot:
             from agent.plot import check_available
@@ -381,7 +383,7 @@ def main(args) -> int:
             from agent.plot import plot
 
             plot(args.plot, res)
-    except (InputError, ReplayError) as exc:
+    except (InputError, ReplayError, PlotError) as exc:
         print(f"pdm-agent replay: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:

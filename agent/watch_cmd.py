@@ -14,9 +14,10 @@ import json
 import queue
 import sys
 
+from agent import topics
 from agent.alert_text import describe_aggregate, describe_alert
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 
 
 def add_arguments(p) -> None:
@@ -56,11 +57,11 @@ def main(args) -> int:
         from agent.fleet_view import run
 
         return run(args, cfg, path)
-    base = "/".join([cfg.mqtt.topic_prefix, cfg.device.id, args.sensor or "+"])
-    topics = [f"{base}/alert"] + ([f"{base}/aggregate"] if args.aggregates else [])
-    topics = [f"$share/{args.share}/{t}" for t in topics] if args.share else topics
+    kinds = ("alert", "aggregate") if args.aggregates else ("alert",)
+    subscribe = [topics.record(cfg.mqtt.topic_prefix, cfg.device.id, args.sensor or "+", kind) for kind in kinds]
+    subscribe = [topics.shared(args.share, t) for t in subscribe] if args.share else subscribe
     inbox: queue.Queue = queue.Queue()
-    sub = Subscription(cfg.mqtt, topics, lambda t, p, r: inbox.put((t, p)), role="watch", config_path=path)
+    sub = Subscription(cfg.mqtt, subscribe, lambda t, p, r: inbox.put((t, p)), role="watch", config_path=path)
     try:
         sub.start()
         sub.wait_subscribed(args.timeout)
@@ -68,7 +69,7 @@ def main(args) -> int:
         sub.close()
         print(f"pdm-agent watch: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    print(f"watching {', '.join(topics)} on {sub.where} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    print(f"watching {', '.join(subscribe)} on {sub.where} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     seen = 0
     reported_loss = False
     try:

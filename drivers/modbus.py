@@ -23,7 +23,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from agent.records import FeatureVector
+from drivers.base import VALUES, Driver, FeatureVector, register
+from drivers.modbus_config import ModbusSettings
 from drivers.presets import Register
 
 # pymodbus is imported lazily (only Modbus sensors pay for it), from worker threads. Its package
@@ -42,6 +43,8 @@ EXCEPTIONS = {  # Modbus Application Protocol v1.1b3, section 7
 
 @dataclass(frozen=True, slots=True)
 class Read:
+    """One Modbus read request: a table, a start address, a word count and the registers it covers."""
+
     table: str  # holding | input
     address: int
     count: int
@@ -117,13 +120,15 @@ def encode(reg: Register, value: float, word_order: str = "big") -> list[int]:
 
 
 class ModbusSource:
-    """Polls one slave every `poll_interval` seconds (the Source contract of drivers/sources.py,
-    except that `read()` returns a FeatureVector: scalar values need no windowing).
+    """Polls one slave every `poll_interval` seconds (the Source contract of drivers/base.py, kind
+    VALUES: `read()` returns a FeatureVector, since scalar values need no windowing).
 
     `port` is a serial device or pyserial URL for RTU, or ``tcp://host:port`` for Modbus TCP.
     `read()` returns None until the next poll is due, sleeping at most `max_wait` seconds, so the
     worker stays responsive to stop and reload requests whatever the poll interval.
     """
+
+    kind = VALUES
 
     def __init__(
         self, sensor: str, port: str, *, registers: tuple[Register, ...], slave_id: int = 1,
@@ -305,3 +310,18 @@ def open_modbus(sensor_cfg, log=None) -> ModbusSource:
         baudrate=sensor_cfg.baudrate, parity=sensor_cfg.parity, poll_interval=sensor_cfg.poll_interval,
         timeout=sensor_cfg.timeout, retries=sensor_cfg.retries, word_order=sensor_cfg.word_order, log=log,
     )
+
+
+def _value_ranges(sensor_cfg) -> dict[str, tuple[float, float]]:
+    """The physical range of each value, from the preset's map overridden by `registers:`."""
+    from drivers.presets import get_preset
+
+    regs = list(get_preset(sensor_cfg.preset).registers) if sensor_cfg.preset else []
+    ranges = {r.name: r.range for r in regs if r.range}
+    ranges.update({r.name: tuple(r.range) for r in sensor_cfg.registers if r.range})
+    return ranges
+
+
+register(Driver("modbus", VALUES, open_modbus, settings=ModbusSettings, cadence_s=lambda cfg: cfg.poll_interval,
+                value_ranges=_value_ranges,
+                baseline_key=lambda cfg: [f"preset={cfg.preset}", f"registers={cfg.registers!r}"]))

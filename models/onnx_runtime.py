@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from models.base import DetectorBase
 from models.calibration import Calibrator
 
 
@@ -39,7 +40,7 @@ def session(model: bytes):
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-class OnnxDetector:
+class OnnxDetector(DetectorBase):
     """A bundle's model behind the Detector protocol.
 
     Parameters

@@ -51,12 +51,12 @@ from collections import deque
 
 import numpy as np
 
-from models.gaussian import ew_weight, is_log_feature, to_array, variance_floor, z_contributions
+from models.base import DetectorBase
+from models.gaussian import Z_CLIP, ew_weight, is_log_feature, to_array, variance_floor, z_contributions
 
-_Z_CLIP = 1e6  # keeps scores finite for absurd inputs
 
 
-class PcaDetector:
+class PcaDetector(DetectorBase):
     """T²/k + Q/θ on smoothed, standardized rows (see module docstring).
 
     Parameters
@@ -82,6 +82,8 @@ class PcaDetector:
     version = "1"
     calibration = None  # fitted on the baseline by models/streaming.py
     novelty = False
+    adaptive = True
+    contextual = True  # see models/base.py
 
     def __init__(
         self,
@@ -186,7 +188,7 @@ class PcaDetector:
 
     def _z(self, x: dict[str, float]) -> np.ndarray:
         std = self._decomposition()[0]
-        return np.clip((self._features(x) - self._mean) / std, -_Z_CLIP, _Z_CLIP)
+        return np.clip((self._features(x) - self._mean) / std, -Z_CLIP, Z_CLIP)
 
     def score(self, x: dict[str, float]) -> float:
         if self._n < 2:

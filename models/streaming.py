@@ -71,6 +71,8 @@ class StreamingModel:
     ('ready', 200, '1970-01-01T00:01:40.000Z')
     """
 
+    learns = True  # a ScoringModel (models/base.py) that changes on the device: its state is saved
+
     def __init__(
         self,
         detector: Detector,
@@ -229,7 +231,7 @@ class StreamingModel:
         fixed = self.detector.calibration is not None  # a fixed score map: nothing to fit, any size will do
         if check_regime and not self.detector.novelty:  # a novelty model keeps learning what is new anyway
             self._keep_healthy_part(ts)
-        contextual = getattr(self.detector, "observe", None) is not None  # leave-one-out would break its context
+        contextual = self.detector.contextual  # leave-one-out would break its context
         if self._recent is not None and len(self._recent) >= 3 and not contextual:
             scores = self._loo_scores()
             glitch = glitches(scores)
@@ -262,10 +264,10 @@ class StreamingModel:
         self._pool, self._pool_ts, self._pool_probe, self._recent, self._snapshots = [], [], [], None, []
         self._probe = None
         self._ready = self._calibrator is not None or (fixed and self._n_learned > 0)
-        if hasattr(self.detector, "set_cadence") and self._n_learned:  # models/rarity.py: rate-aware history
+        if self._n_learned:  # models/rarity.py keeps a rate-aware history; a no-op for the others
             self.detector.set_cadence(self._clock.observed / self._n_learned)
         self._learned_at = ts
-        if self.adapt_half_life_s and hasattr(self.detector, "half_life") and self._n_learned:
+        if self.adapt_half_life_s and self.detector.adaptive and self._n_learned:
             # The detector counts in vectors; convert with the rate seen while learning.
             rate = self._n_learned / max(self._clock.observed, 1e-9)
             self._reference = registry.from_state(self.detector.state())
@@ -323,12 +325,10 @@ class StreamingModel:
                 event = self._drift.update(ref, ts)
                 if event is not None:
                     self._events.append(("drift", event))
-        observe = getattr(self.detector, "observe", None)
-        if observe is not None:  # detectors with input context (models/pca.py smoothing) see every row
-            observe(finite)
-            if self._probe is not None and self._state == "learning":
-                self._probe.observe(finite)
-        if self._reference is not None and getattr(self._reference, "observe", None) is not None:
+        self.detector.observe(finite)  # input context (models/pca.py smoothing) sees every row
+        if self.detector.contextual and self._probe is not None and self._state == "learning":
+            self._probe.observe(finite)
+        if self._reference is not None:
             self._reference.observe(finite)
         return score01, self._ready, reason
 

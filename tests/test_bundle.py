@@ -119,9 +119,9 @@ class _Pipeline:
 
 
 def _sensor_cfg(path):
-    from agent.config import SensorConfig
+    from agent.config import parse_sensor
 
-    return SensorConfig(name="s1", protocol="sim", channels=["ax"], detector={"bundle": path})
+    return parse_sensor(name="s1", protocol="sim", channels=["ax"], detector={"bundle": path})
 
 
 def test_manager_refuses_a_bad_swap_and_keeps_the_running_model(signed, monkeypatch):
@@ -183,3 +183,19 @@ print(sorted(x for x in ('sklearn', 'skl2onnx', 'onnx', 'scipy') if x in sys.mod
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().replace("'", '"')) == []
+
+
+def test_a_bundle_trained_with_only_a_rate_above_4khz_is_accepted_for_a_sensor_at_that_rate(signed, tmp_path):
+    """`model train --rate 8000` without --config computes the configuration's default bands (the top
+    band stops at 2 kHz), so the sensor configured with `sample_rate: 8000` accepts its bundle."""
+    from agent.config import parse_sensor
+    from agent.hotswap import ModelManager, sensor_features
+    from models.training.data import load
+
+    data = load("sim:30", rate=8000.0, window=1024)
+    assert "ax.band_1000_2000_g2" in data.names and not any("4000" in n for n in data.names)
+    path = write_bundle(train(data, "pca", variants=("fp32",), version="r8k", repeat=5), str(tmp_path / "b8k"))
+    bundle.sign(path, signed["key"])
+    sensor = parse_sensor(name="s1", protocol="sim", sample_rate=8000, detector={"bundle": path})
+    model, _ = ModelManager([signed["pub"]], _Log())._load("s1", path, sensor_features(sensor))
+    assert model.version == "r8k"

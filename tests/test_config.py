@@ -45,7 +45,8 @@ def test_shipped_config_documents_every_key():
     """The file is the documentation: every key of every section appears in it, set or commented."""
     text = (ROOT / "config.yaml").read_text()
     models = [config_mod.Config, config_mod.MqttConfig, config_mod.TlsConfig, config_mod.StorageConfig,
-              config_mod.SensorConfig, config_mod.WindowConfig, config_mod.SimulatorConfig,
+              config_mod.SensorConfig, *config_mod.SENSOR_MODELS.values(), config_mod.WindowConfig,
+              config_mod.SimulatorConfig, config_mod.RegisterConfig,
               config_mod.DetectorConfig, config_mod.AlertsConfig, config_mod.AggregatesConfig,
               config_mod.LoggingConfig, config_mod.ModelsConfig, config_mod.DeviceConfig]
     missing = [f"{m.__name__}.{k}" for m in models for k in m.model_fields if f"{k}:" not in text]
@@ -224,3 +225,17 @@ def test_config_check_warns_about_a_missing_serial_device_and_empty_aggregates(t
     config.write_text(f"device: {{id: gw1}}\nsensors:\n  - name: pump1\n    port: {present}\n")
     assert main(["config", "check", "--config", str(config)]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_key_of_another_protocol_is_an_error_at_the_key_the_operator_wrote():
+    """`sensors[]` is discriminated on `protocol`: a lines sensor with Modbus keys is refused, and the
+    path is the user's (`sensors[0].slave_id`), without the union's tag."""
+    text = "device: {id: gw}\nsensors:\n  - name: p\n    port: /dev/ttyUSB0\n    slave_id: 3\n    simulator: {rpm: 10}\n"
+    assert errors_of(text) == [
+        "sensors[0].slave_id: unknown key 'slave_id'; valid keys: " + ", ".join(config_mod.SENSOR_MODELS["lines"].model_fields) + " (c.yaml:5)",
+        "sensors[0].simulator: unknown key 'simulator'; valid keys: " + ", ".join(config_mod.SENSOR_MODELS["lines"].model_fields) + " (c.yaml:6)",
+    ]
+    modbus = "device: {id: gw}\nsensors:\n  - {name: p, port: /dev/x, protocol: modbus, preset: qm30vt2, slave_id: 3, pol_interval: 2}\n"
+    assert errors_of(modbus) == ["sensors[0].pol_interval: unknown key 'pol_interval'; did you mean 'poll_interval'? (c.yaml:3)"]
+    sim = parse_config("device: {id: gw}\nsensors: [{name: p, protocol: sim, simulator: {rpm: 900}}]").sensors[0]
+    assert sim.simulator.rpm == 900 and not hasattr(sim, "slave_id")

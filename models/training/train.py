@@ -66,9 +66,13 @@ def _versions() -> dict:
     import onnxruntime
     import sklearn
 
-    from agent import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"pdm-agent": __version__, "python": platform.python_version(), "scikit-learn": sklearn.__version__,
+    try:  # the installed distribution's version: training never imports the daemon package
+        ours = version("pdm-agent")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return {"pdm-agent": ours, "python": platform.python_version(), "scikit-learn": sklearn.__version__,
             "onnxruntime": onnxruntime.__version__}
 
 

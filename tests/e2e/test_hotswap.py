@@ -13,7 +13,7 @@ import yaml
 from agentproc import lines_sensor, pdm_agent, start_simulator, stop, write_config
 from broker import Subscriber
 
-from agent.features import FeatureSpec
+from models.features import FeatureSpec
 from models import bundle
 from models.training import data
 from models.training.train import train, write_bundle

@@ -1,0 +1,105 @@
+"""One contract over every registered protocol (drivers/base.Source), river's check-suite idea for
+drivers: each protocol, fed by its simulator on a real pty (or in-process), must keep the same
+promises. A new protocol is one driver file plus one case in CASES (the `loopback` case shows it)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from loopback_driver import PROTOCOL as LOOPBACK, install as install_loopback
+
+from agent.config import parse_config
+from drivers.base import BUILTIN, REGISTRY, VALUES, WAVEFORM, FeatureVector, Frame, driver_for, open_source
+
+install_loopback()  # registered from the tests: the shipped package does not know it
+
+
+def _wait_for(path, timeout=5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} was not created"
+        time.sleep(0.02)
+
+
+def _stream(protocol):
+    def start(tmp_path, stop):
+        from drivers.pty_server import serve
+
+        link = tmp_path / "tty"
+        threading.Thread(target=serve, args=(str(link),), daemon=True,
+                         kwargs={"protocol": protocol, "rate": 1000.0, "stop": stop}).start()
+        _wait_for(link)
+        return parse_config(f"device: {{id: g}}\nsensors: [{{name: s, port: {link}, protocol: {protocol}}}]").sensors[0]
+    return start
+
+
+def _modbus(tmp_path, stop):
+    from drivers.modbus_slave import serve_modbus
+
+    link = tmp_path / "tty"
+    threading.Thread(target=serve_modbus, args=(str(link), "qm30vt2"), daemon=True,
+                     kwargs={"baudrate": 115200, "stop": stop}).start()
+    _wait_for(link)
+    return parse_config(f"device: {{id: g}}\nsensors: [{{name: s, port: {link}, protocol: modbus, preset: qm30vt2,"
+                        " baudrate: 115200, timeout: 0.3, retries: 0, poll_interval: 0.05}]").sensors[0]
+
+
+def _sim(tmp_path, stop):
+    return parse_config("device: {id: g}\nsensors: [{name: s, protocol: sim}]").sensors[0]
+
+
+def _loopback(tmp_path, stop):
+    return SimpleNamespace(name="s", channels=["count", "half"], protocol=LOOPBACK)
+
+
+CASES = {"lines": _stream("lines"), "frames": _stream("frames"), "modbus": _modbus, "sim": _sim, LOOPBACK: _loopback}
+
+
+def test_every_protocol_has_a_case():
+    assert set(CASES) == set(BUILTIN) | set(REGISTRY)
+
+
+@pytest.mark.parametrize("protocol", sorted(CASES))
+def test_source_contract(protocol, tmp_path):
+    stop = threading.Event()
+    cfg = CASES[protocol](tmp_path, stop)
+    driver = driver_for(protocol)
+    assert driver.protocol == protocol and driver.kind in (WAVEFORM, VALUES)
+    cadence = driver.cadence_s(cfg)
+    assert (cadence is None) == (driver.kind == WAVEFORM) and (cadence is None or cadence > 0)
+    assert isinstance(driver.value_ranges(cfg), dict)
+    source = open_source(cfg)
+    try:
+        assert source.kind == driver.kind and source.sensor == "s"
+        item, deadline = None, time.monotonic() + 10
+        while item is None and time.monotonic() < deadline:
+            t0 = time.monotonic()
+            item = source.read()
+            assert time.monotonic() - t0 < 2.0, "read() must return within about a second"
+        assert item is not None, "no data from the simulator within 10 s"
+        assert abs(time.time() - (item.t_end if isinstance(item, Frame) else item.ts)) < 60
+        if driver.kind == WAVEFORM:
+            assert isinstance(item, Frame) and item.channels == tuple(cfg.channels)
+            assert item.samples.ndim == 2 and item.samples.shape[1] == len(cfg.channels)
+            assert np.isfinite(item.samples).all()
+        else:
+            assert isinstance(item, FeatureVector) and item.values
+            assert all(math.isfinite(v) for v in item.values.values())
+        assert source.online is True
+        for counts in (source.counters(), source.input_errors()):
+            assert isinstance(counts, dict)
+        assert all(isinstance(v, int) for v in source.input_errors().values())
+    finally:
+        stop.set()
+        source.close()
+    source.close()  # twice is allowed
+
+
+def test_an_unknown_protocol_names_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown protocol 'opcua' \(available: .*lines.*sim"):
+        driver_for("opcua")
