@@ -23,7 +23,7 @@ from agentproc import pdm_agent, sim_sensor, start_agent, stop, wait_until
 from broker import Subscriber
 
 from agent.command_envelope import build, read_bundle_dir
-from agent.features import FeatureSpec
+from models.features import FeatureSpec
 from models import bundle
 from models.training import data
 from models.training.train import train, write_bundle
