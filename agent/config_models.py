@@ -133,6 +133,13 @@ class MqttConfig(Section):
     def effective_client_id(self) -> str:
         return self.client_id or f"pdm-agent-{self._device_id or 'unnamed'}"
 
+    @property
+    def password_source(self) -> Optional[str]:
+        """Where `password()` reads from, for messages; None when there is no password source."""
+        if self.password_file is not None:
+            return str(self.password_file)
+        return f"the systemd credential {CREDENTIAL_NAME}" if os.environ.get("CREDENTIALS_DIRECTORY") else None
+
     def password(self) -> Optional[str]:
         """The broker password from `password_file` (environment variables expanded, so
         `${CREDENTIALS_DIRECTORY}/x` works), else the systemd credential `mqtt-password`,

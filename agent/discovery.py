@@ -108,3 +108,22 @@ class Discovery:
             "cmps": cmps,
         }
         return [(self.topic, json.dumps(body, separators=(",", ":")).encode())]
+
+
+class DiscoveryFeed:
+    """The publisher's `retained` hook for a configuration that a reload may replace: `messages(cfg)`
+    keeps one `Discovery` while its prefixes and device id stay the same (so a removed sensor is
+    deleted in Home Assistant) and starts a new one when they change."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self._discovery: Discovery | None = None
+        self._key: tuple[str, str, str] | None = None
+
+    def messages(self, cfg) -> list[tuple[str, bytes]]:
+        """Discovery messages for `cfg` (agent.config.Config) now; [] when off and already deleted."""
+        ha = cfg.homeassistant
+        key = (ha.discovery_prefix, cfg.mqtt.topic_prefix, cfg.device.id)
+        if self._discovery is None or self._key != key:
+            self._discovery, self._key = Discovery(*key, self.version), key
+        return self._discovery.messages(ha.enabled, [s.name for s in cfg.sensors])

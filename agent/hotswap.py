@@ -91,7 +91,9 @@ class Guarded:
     # After a rollback the fallback learns again, and its baseline must be saved again.
     learns = property(lambda self: self.current.learns)
 
-    def update(self, x, ts):
+    def update(self, x, ts, exclude=None):
+        # `exclude` is not passed on: what the guard runs is treated as a bundle, which learns
+        # nothing, even after a rollback to a learning fallback (see `baseline`).
         if not self.failed:
             try:
                 out = self.model.update(x, ts)
@@ -103,6 +105,15 @@ class Guarded:
             self.failed = True
             self.on_failure(self, reason)
         return self.fallback.update(x, ts)
+
+    def take_events(self) -> list[tuple[str, object]]:
+        return []
+
+    def baseline(self) -> None:
+        # Reported like a bundle's for as long as the guard is in place, rollback included: the
+        # status shows a bundle's fixed baseline and `baseline reset` refuses the sensor, as it
+        # did before this interface was declared (behaviour kept; a rollback is rare and logged).
+        return None
 
     def state(self) -> dict:
         return self.current.state()

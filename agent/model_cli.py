@@ -128,14 +128,14 @@ def cmd_sign(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from models.bundle import BundleError, verify
+    from models.bundle import BundleError, kind, verify
 
     try:
         b = verify(args.dir, args.pubkey)
     except BundleError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"OK: {b.manifest['name']}@{b.version} ({b.manifest['model']['variant']}), signed by key {b.key_id}")
+    print(f"OK: {kind(b.manifest['name'])}@{b.version} ({b.manifest['model']['variant']}), signed by key {b.key_id}")
     return EXIT_OK
 
 
@@ -150,7 +150,7 @@ def _file_state(path: str, digest: str) -> str:
 
 
 def cmd_info(args) -> int:
-    from models.bundle import SIGNATURE, BundleError, read_unverified
+    from models.bundle import SIGNATURE, BundleError, kind, read_unverified
 
     try:
         m = read_unverified(args.dir)
@@ -168,7 +168,7 @@ def cmd_info(args) -> int:
         except ValueError:
             signed = "signature file malformed"
     spec = m["features"].get("spec") or {}
-    print(f"{m['name']}@{m['version']}  variant {m['model']['variant']}  created {m.get('created')}  {signed}")
+    print(f"{kind(m['name'])}@{m['version']}  variant {m['model']['variant']}  created {m.get('created')}  {signed}")
     print(f"features: {len(m['features']['names'])}"
           + (f" from {','.join(spec['channels'])} at {spec['rate']:g} Hz, window {m['features'].get('window')}"
              if spec else " (records)"))
@@ -269,7 +269,8 @@ def add_parser(sub) -> None:
     p.add_argument("input", metavar="INPUT", help="CSV file, burst directory, .mat file/directory, or sim[:SECONDS]")
     p.add_argument("--out", required=True, metavar="DIR", help="bundle directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
-    p.add_argument("--detector", default="pca", choices=("pca", "iforest", "autoencoder"))
+    p.add_argument("--detector", default="pca", choices=("pca", "iforest", "autoencoder"),
+                   help="what to train; the bundle is named bundle:<detector>@<version> (default: pca)")
     p.add_argument("--columns", metavar="A,B", help="channels (or feature columns) to use")
     p.add_argument("--rate", type=float, metavar="HZ", help="sample rate of waveform input")
     p.add_argument("--config", metavar="FILE", help="take rate, channels, bands and window from this config")

@@ -28,21 +28,18 @@ from models.streaming import StreamingModel
 Emit = Callable[[Alert | Aggregate], None]
 
 
-def build_model(detector_cfg, alerts_cfg=None):
+def build_model(detector_cfg, alerts_cfg=None, **options):
     """The streaming model (detector + calibration) a sensor's `detector:` section asks for; the
     `alerts:` section's levels also say when baseline drift is large (its mean score against the
-    learned baseline at the alarm level) and when that ends (below the warning level)."""
+    learned baseline at the alarm level) and when that ends (below the warning level). `options`
+    are StreamingModel keywords that replace the section's (replay: `baseline_rows`, ...)."""
     from models.registry import create
 
     detector = create(detector_cfg.type, **dict(detector_cfg.params))
     drift = {} if alerts_cfg is None else {"drift_large_at": alerts_cfg.alarm,
                                            "drift_clear_below": alerts_cfg.warning}
-    return StreamingModel(
-        detector,
-        learn_seconds=detector_cfg.learn_seconds,
-        adapt_half_life_s=detector_cfg.adapt_half_life_s,
-        **drift,
-    )
+    settings = {"learn_seconds": detector_cfg.learn_seconds, "adapt_half_life_s": detector_cfg.adapt_half_life_s}
+    return StreamingModel(detector, **{**settings, **drift, **options})
 
 
 BUNDLE_BASELINE = {"state": "ready", "progress": 1.0, "windows": 0, "learned_at": None,
@@ -130,12 +127,8 @@ class SensorPipeline:
         iso_alert = self.iso.update(vector)
         if self.iso.zone_of(vector) in ("C", "D"):
             exclude = "iso10816"
-        if isinstance(self.model, StreamingModel):
-            value, ready, reason = self.model.update(vector.values, vector.ts, exclude=exclude)
-            events = self.model.take_events()
-        else:
-            value, ready, reason = self.model.update(vector.values, vector.ts)
-            events = []
+        value, ready, reason = self.model.update(vector.values, vector.ts, exclude=exclude)
+        events = self.model.take_events()
         score = Score(self.sensor, vector.ts, value, ready, self.model_name, tuple(reason))
         self.stats.last_score = value
         self.stats.last_window_ts = vector.ts
@@ -166,14 +159,13 @@ class SensorPipeline:
     # -- the baseline --------------------------------------------------------------------
     def baseline(self) -> dict:
         """The status topic's `sensors.<name>.baseline` (models/streaming.py `baseline()`)."""
-        if isinstance(self.model, StreamingModel):
-            return self.model.baseline()
-        return dict(BUNDLE_BASELINE)
+        baseline = self.model.baseline()
+        return dict(BUNDLE_BASELINE) if baseline is None else baseline
 
     def reset_baseline(self) -> bool:
         """Forget the learned baseline and learn anew from the next window (after maintenance).
         False when the sensor runs a signed bundle (nothing learned on the device to forget)."""
-        if not isinstance(self.model, StreamingModel):
+        if self.model.baseline() is None:
             return False
         self.model = build_model(self.cfg.detector, self.cfg.alerts)
         self._taint = (0, 0)

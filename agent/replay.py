@@ -139,11 +139,9 @@ def _run(pipeline, vectors, ts: np.ndarray, train_rows: int, progress) -> tuple[
     score = np.zeros(n)
     alert = np.zeros(n, dtype=np.int8)
     extra = []
-    model, policy = pipeline.model, pipeline.policy
+    policy = pipeline.policy
     for i, vector in enumerate(vectors):
         s = pipeline.handle(vector)
-        if train_rows and i == train_rows - 1:
-            model.finish_learning(float(ts[i]))
         score[i] = s.value
         alert[i] = policy.active
         extra.append((policy.level, int(s.ready), s.reason[0][0] if s.reason else ""))
@@ -153,13 +151,16 @@ def _run(pipeline, vectors, ts: np.ndarray, train_rows: int, progress) -> tuple[
 
 
 def _prepare(pipeline, ts: np.ndarray, train_rows: int) -> None:
-    """With --train-rows N the baseline is exactly the first N records: the model's own clock must
-    not end it earlier (learning ends in `_run` after record N), and it is not adapted afterwards
-    (the benchmark protocols: learn on the head, score the rest). 0 keeps the daemon's behaviour."""
+    """With --train-rows N the baseline is exactly the first N records (StreamingModel
+    `baseline_rows`) and it is not adapted afterwards (the benchmark protocols: learn on the head,
+    score the rest); its phase length, which places the cold start, is their span (just over it,
+    as the replay figures were measured). 0 keeps the daemon's model."""
     if train_rows:
+        from agent.pipeline import build_model
+
         span = float(ts[train_rows - 1] - ts[0])
-        pipeline.model.learn_seconds = span * (1 + 1e-9) + 1e-6
-        pipeline.model.adapt_half_life_s = None
+        pipeline.model = build_model(pipeline.cfg.detector, pipeline.cfg.alerts, baseline_rows=train_rows,
+                                     learn_seconds=span * (1 + 1e-9) + 1e-6, adapt_half_life_s=None)
 
 
 def replay_table(table: Table, sensor_cfg, train_rows: int = 0) -> Result:
@@ -259,14 +260,12 @@ def replay_waveform(table: Table, rate: float, sensor_cfg, train_rows: int = 0) 
     shown = np.empty((len(ends), len(table.columns)))
     score, alert, extra = np.zeros(len(ends)), np.zeros(len(ends), dtype=np.int8), []
     progress = _Progress(len(ends), "replay")
-    model, policy, channels = pipeline.model, pipeline.policy, tuple(table.columns)
+    policy, channels = pipeline.policy, tuple(table.columns)
     t0 = time.perf_counter()
     start = 0
     for j, end in enumerate(ends.tolist()):
         (s,) = pipeline.process(Frame(SENSOR, float(ts[end - 1]), channels, table.values[start:end]))
         start = end
-        if train_rows and j == train_rows - 1:
-            model.finish_learning(float(win_ts[j]))
         window = table.values[end - size:end]
         shown[j] = np.where(temps, window.mean(axis=0), window.std(axis=0))
         score[j], alert[j] = s.value, policy.active

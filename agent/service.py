@@ -20,6 +20,7 @@ from agent.alert_state import AlertLevels
 from agent.commands import CommandChannel
 from agent.config import Config, ConfigError, load_config
 from agent.control import ControlServer, serve, socket_path
+from agent.discovery import DiscoveryFeed
 from agent.health import CpuMeter
 from agent.hotswap import ModelManager
 from agent.logs import Every
@@ -66,8 +67,7 @@ class Service:
         self.outbox: Store | None = None
         self.publisher: Publisher | None = None
         self.stall_s = STALL_S
-        self._discovery = None
-        self._discovery_key = None
+        self.discovery = DiscoveryFeed(__version__)
         self.last_reload: dict = {"ts": None, "result": "none"}
         self._status_file_due = True
         self._status_text = ""
@@ -137,33 +137,9 @@ class Service:
                                  f"dropped_{k}s": v for k, v in self.outbox.dropped.items()})
 
     def _make_publisher(self) -> Publisher:
-        m = self.cfg.mqtt
-        return Publisher(
-            host=m.host, port=m.port, client_id=m.effective_client_id,
-            topic_prefix=m.topic_prefix, device_id=self.cfg.device.id, keepalive=m.keepalive,
-            username=m.username, password=m.password, password_source=self._password_source(),
-            tls={k: (str(v) if v is not None and k != 'insecure' else v) for k, v in m.tls.model_dump().items()} if m.tls else None,
-            reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
-            max_inflight=m.max_inflight, status_interval_s=m.status_interval_s,
-            outbox=self.outbox, health=self.health, version=__version__, log=self.log,
-            retained=self._discovery_messages, max_packet_bytes=m.max_packet_bytes,
-        )
-
-    def _password_source(self) -> str | None:
-        m = self.cfg.mqtt
-        if m.password_file is not None:
-            return str(m.password_file)
-        return "the systemd credential mqtt-password" if os.environ.get("CREDENTIALS_DIRECTORY") else None
-
-    def _discovery_messages(self) -> list[tuple[str, bytes]]:
-        """Home Assistant discovery (off by default): retained, after every connect."""
-        ha = self.cfg.homeassistant
-        key = (ha.discovery_prefix, self.cfg.mqtt.topic_prefix, self.cfg.device.id)
-        if self._discovery is None or self._discovery_key != key:
-            from agent.discovery import Discovery
-
-            self._discovery, self._discovery_key = Discovery(*key, __version__), key
-        return self._discovery.messages(ha.enabled, [s.name for s in self.cfg.sensors])
+        # Home Assistant discovery (off by default) rides on the publisher: retained, after every connect.
+        return Publisher(self.cfg.mqtt, self.outbox, self.health, device_id=self.cfg.device.id, version=__version__,
+                         retained=lambda: self.discovery.messages(self.cfg), log=self.log)
 
     def _make_worker(self, sensor_cfg) -> SensorWorker:
         pipeline = SensorPipeline(

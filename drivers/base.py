@@ -75,6 +75,23 @@ class Source(Protocol):
 
 
 @dataclass(frozen=True)
+class PtyServer:
+    """How `pdm-agent simulate --protocol <protocol>` plays a device of this protocol on a pty.
+
+    `serve(link, *, rate, rpm, fault, fault_at, seed, duration, stop, **options) -> exit code`
+    makes `link` a symlink to a new pseudo-terminal and serves drivers/simulator.Machine on it
+    (`rate` in Hz and `rpm` matter to waveform protocols; `fault` starts `fault_at` seconds after
+    start) until `stop` (a threading.Event) is set, `duration` seconds have passed or SIGTERM/SIGINT
+    arrives. It returns 0 when stopped, 1 when the link cannot be made, 2 for invalid usage.
+    `add_arguments(parser)` adds the protocol's own `simulate` options to an argparse parser and
+    returns their destination names; `serve` receives them as the keyword `options`.
+    """
+
+    serve: Callable[..., int]
+    add_arguments: Callable[[Any], tuple[str, ...]] = lambda parser: ()
+
+
+@dataclass(frozen=True)
 class Driver:
     """One protocol, registered by the module that implements it (`register`).
 
@@ -85,7 +102,8 @@ class Driver:
     with the keys every sensor has). `cadence_s(sensor_cfg)` is the seconds between two readings of a VALUES
     source (None for a waveform: the window hop decides); `value_ranges(sensor_cfg)` maps value
     names to their physical (lo, hi) range when the device documents one. `needs_port` is False for
-    protocols that read no device (the in-process simulator).
+    protocols that read no device (the in-process simulator). `pty_server` plays the protocol's
+    device for `pdm-agent simulate`; None for a protocol that has no simulated device on a pty.
     """
 
     protocol: str
@@ -98,6 +116,7 @@ class Driver:
     # What a saved baseline was learned on, besides the features. The default is what baselines
     # saved before the registry carry for a protocol without a register map, so they stay valid.
     baseline_key: Callable[[Any], list[str]] = lambda sensor_cfg: ["preset=None", "registers=[]"]
+    pty_server: PtyServer | None = None
 
 
 REGISTRY: dict[str, Driver] = {}
@@ -124,6 +143,14 @@ def driver_for(protocol: str) -> Driver:
     except KeyError:
         known = sorted(set(REGISTRY) | set(BUILTIN))
         raise ValueError(f"unknown protocol {protocol!r} (available: {', '.join(known)})") from None
+
+
+def pty_servers() -> dict[str, PtyServer]:
+    """Every protocol whose device `pdm-agent simulate` can play, the shipped ones first."""
+    for module in BUILTIN.values():
+        importlib.import_module(module)
+    order = list(BUILTIN) + sorted(set(REGISTRY) - set(BUILTIN))
+    return {p: REGISTRY[p].pty_server for p in order if REGISTRY[p].pty_server is not None}
 
 
 def open_source(sensor_cfg, log=None) -> Source:

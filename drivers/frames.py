@@ -39,7 +39,7 @@ from typing import Literal
 
 import numpy as np
 
-from drivers.base import WAVEFORM, Driver, register
+from drivers.base import WAVEFORM, Driver, PtyServer, register
 from drivers.config import Section
 from pydantic import Field
 from drivers.sources import SerialStreamSource
@@ -241,4 +241,12 @@ def _open(sensor_cfg, log=None) -> SerialFramesSource:
     return SerialFramesSource(sensor_cfg.name, sensor_cfg.port, sensor_cfg.baudrate, tuple(sensor_cfg.channels), log=log)
 
 
-register(Driver("frames", WAVEFORM, _open, settings=FramesSettings))
+def _serve_pty(link: str, **kwargs) -> int:
+    """The pty server of `simulate --protocol frames` (drivers/base.PtyServer): the machine's
+    samples as int16 frames, one frame per block the server writes."""
+    from drivers.pty_server import stream
+
+    return stream(link, "frames", lambda channels, block_n: stream_encoder(channels, per_frame=block_n), **kwargs)
+
+
+register(Driver("frames", WAVEFORM, _open, settings=FramesSettings, pty_server=PtyServer(_serve_pty)))

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from drivers.base import WAVEFORM, Driver, register
+from drivers.base import WAVEFORM, Driver, PtyServer, register
 from drivers.config import Section
 from pydantic import Field
 from drivers.sources import SerialStreamSource
@@ -208,4 +208,12 @@ def _open(sensor_cfg, log=None) -> SerialLinesSource:
     return SerialLinesSource(sensor_cfg.name, sensor_cfg.port, sensor_cfg.baudrate, tuple(sensor_cfg.channels), log=log)
 
 
-register(Driver("lines", WAVEFORM, _open, settings=LinesSettings))
+def _serve_pty(link: str, **kwargs) -> int:
+    """The pty server of `simulate --protocol lines` (drivers/base.PtyServer): the machine's
+    samples as ASCII lines."""
+    from drivers.pty_server import format_lines, stream
+
+    return stream(link, "lines", lambda channels, block_n: format_lines, **kwargs)
+
+
+register(Driver("lines", WAVEFORM, _open, settings=LinesSettings, pty_server=PtyServer(_serve_pty)))

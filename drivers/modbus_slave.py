@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from drivers.modbus import PYMODBUS_IMPORT, encode, plan_reads
+from drivers.modbus_codec import PYMODBUS_IMPORT, encode, plan_reads
 from drivers.presets import Preset, get_preset
 from drivers.pty import install_signal_handlers, link_error, open_pty_link
 

@@ -14,13 +14,14 @@ import os
 import sys
 import threading
 import time
+from typing import Callable
 
 import numpy as np
 
+from drivers.base import pty_servers
 from drivers.pty import install_signal_handlers, link_error, open_pty_link  # noqa: F401 (re-exported)
 from drivers.simulator import CHANNELS, FAULTS, TEMPERATURE_CHANNELS, Machine
 
-PROTOCOLS = ("lines", "frames", "modbus")
 BLOCK_S = 0.02  # one write per 20 ms of samples: smooth for readers, cheap for us
 MAX_BLOCK_S = 1.0  # after a stall (suspend, overload) catch up in blocks of at most this much
 
@@ -80,9 +81,23 @@ def _discard_input(fd: int) -> None:
         pass
 
 
-def serve(
+def serve(link: str, protocol: str = "lines", **kwargs) -> int:
+    """Play the simulated device of `protocol` on a pty at `link`, through the protocol's registered
+    pty server (drivers/base.PtyServer: the keywords, the protocol's own `options` and the exit
+    codes are described there). An unknown protocol, or one without a pty server, is exit code 2.
+    """
+    servers = pty_servers()
+    if protocol not in servers:
+        print(f"simulate: unknown protocol {protocol!r} (available: {', '.join(servers)})", file=sys.stderr)
+        return 2
+    return servers[protocol].serve(link, **kwargs)
+
+
+def stream(
     link: str,
-    protocol: str = "lines",
+    protocol: str,
+    encoder: Callable[[tuple[str, ...], int], Callable[[np.ndarray, tuple[str, ...]], bytes]],
+    *,
     rate: float = 3200.0,
     fault: str | None = None,
     fault_at: float = 0.0,
@@ -90,21 +105,14 @@ def serve(
     duration: float | None = None,
     rpm: float = 1780.0,
     stop: threading.Event | None = None,
-    modbus: dict | None = None,
 ) -> int:
-    """Stream the simulated machine to a pty at `link` until SIGTERM/SIGINT, `stop` or `duration`.
+    """Stream the simulated machine's samples to a pty at `link` until SIGTERM/SIGINT, `stop` or
+    `duration`: the pty server of the waveform protocols (lines, frames). `encoder(channels,
+    block_n)` returns the protocol's `block (n, C) -> bytes` for blocks of about `block_n` samples.
 
     Returns the exit code: 0 when stopped, 1 when the link cannot be made, 2 for invalid usage
-    (unknown protocol or fault).
+    (unknown fault).
     """
-    if protocol == "modbus":  # a polled slave, not a stream: its own server (drivers/modbus_slave.py)
-        from drivers.modbus_slave import serve_modbus
-
-        return serve_modbus(link, fault=fault, fault_at=fault_at, seed=seed, duration=duration, stop=stop,
-                            **(modbus or {}))
-    if protocol not in PROTOCOLS:
-        print(f"simulate: unknown protocol {protocol!r} (available: {', '.join(PROTOCOLS)})", file=sys.stderr)
-        return 2
     try:
         machine = Machine(rate=rate, rpm=rpm, seed=seed, fault=fault, fault_at=fault_at)
     except ValueError as e:
@@ -127,12 +135,7 @@ def serve(
             flush=True,
         )
         block_n = max(1, round(rate * BLOCK_S))
-        if protocol == "frames":
-            from drivers.frames import stream_encoder
-
-            encode = stream_encoder(machine.channels, per_frame=block_n)
-        else:
-            encode = format_lines
+        encode = encoder(machine.channels, block_n)
         max_n = max(block_n, round(rate * MAX_BLOCK_S))
         produced = 0
         t0 = time.monotonic()
@@ -165,9 +168,10 @@ def serve(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `pdm-agent simulate`."""
+    """The options of `pdm-agent simulate`: the common ones, then each protocol's own."""
+    servers = pty_servers()
     parser.add_argument("--link", required=True, metavar="PATH", help="symlink to create, pointing to the pty device")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="lines", help="wire protocol (default: lines)")
+    parser.add_argument("--protocol", choices=list(servers), default="lines", help="wire protocol (default: lines)")
     parser.add_argument("--rate", type=float, default=3200.0, metavar="HZ", help="samples per second (default: 3200)")
     parser.add_argument("--fault", choices=FAULTS, default=None, help="seed this fault (default: healthy)")
     parser.add_argument(
@@ -179,15 +183,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long (default: run until stopped)"
     )
     parser.add_argument("--rpm", type=float, default=1780.0, metavar="RPM", help="shaft speed (default: 1780)")
-    from drivers.presets import PRESETS
-
-    modbus = parser.add_argument_group("modbus slave (--protocol modbus; SIGUSR1 unplugs it, SIGUSR2 plugs it back)")
-    modbus.add_argument("--preset", choices=sorted(PRESETS), default="qm30vt2", help="device to act as (default: qm30vt2)")
-    modbus.add_argument("--slave-id", type=int, default=None, metavar="N", help="unit id (default: the preset's)")
-    modbus.add_argument("--baudrate", type=int, default=None, metavar="BAUD",
-                        help="emulated line speed (default: the preset's)")
-    modbus.add_argument("--velocity", type=float, default=None, metavar="MM_S",
-                        help="healthy RMS velocity to report, mm/s (default: the preset's example)")
+    own = {protocol: server.add_arguments(parser) for protocol, server in servers.items()}
+    parser.set_defaults(protocol_options=own)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -195,6 +192,7 @@ def main(args: argparse.Namespace) -> int:
     if args.rate <= 0 or args.rpm <= 0 or (args.duration is not None and args.duration < 0):
         print("simulate: --rate, --rpm and --duration must be positive", file=sys.stderr)
         return 2
+    options = {name: getattr(args, name) for name in args.protocol_options.get(args.protocol, ())}
     return serve(
         args.link,
         protocol=args.protocol,
@@ -204,6 +202,5 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         duration=args.duration,
         rpm=args.rpm,
-        modbus={"preset": args.preset, "slave_id": args.slave_id, "baudrate": args.baudrate,
-                "velocity": args.velocity},
+        **options,
     )

@@ -86,10 +86,19 @@ class DetectorBase:
 class ScoringModel(Protocol):
     """What the pipeline calls for every feature vector of a sensor.
 
-    - `update(x, ts)` scores `x` (feature name -> value; non-finite values are ignored) at `ts`
-      (epoch seconds) and may learn from it; returns (score in [0, 1], ready, reason) where reason
-      is at most 3 (feature, value, contribution) tuples, largest first. A NaN score means the
-      model failed on this input (the hot-swap guard rolls back on it). Never raises on odd input.
+    - `update(x, ts, exclude=None)` scores `x` (feature name -> value; non-finite values are
+      ignored) at `ts` (epoch seconds) and may learn from it; returns (score in [0, 1], ready,
+      reason) where reason is at most 3 (feature, value, contribution) tuples, largest first. A NaN
+      score means the model failed on this input (the hot-swap guard rolls back on it). Never
+      raises on odd input. `exclude` is why `x` must not enter a learned baseline (e.g.
+      "iso10816", "implausible"); a model that learns nothing on the device ignores it.
+    - `take_events()` returns what happened to the baseline since the last call, in order, and
+      forgets it: ("learned", baseline document) once learning ends, ("drift", large: bool) when
+      drift against the baseline becomes large or ends. Always [] for a model without an
+      on-device baseline.
+    - `baseline()`: the status document of the baseline learned on the device (models/streaming.py
+      `StreamingModel.baseline`), or None when the model has none (a signed bundle): such a model
+      has nothing to reset either.
     - `ready`: False while the model is still learning its baseline; such scores are shown, never
       alerted on.
     - `learns`: True when the model changes on the device, so the pipeline saves `state()` and
@@ -107,6 +116,10 @@ class ScoringModel(Protocol):
     @property
     def learns(self) -> bool: ...
 
-    def update(self, x: dict[str, float], ts: float) -> tuple[float, bool, list]: ...
+    def update(self, x: dict[str, float], ts: float, exclude: str | None = None) -> tuple[float, bool, list]: ...
+
+    def take_events(self) -> list[tuple[str, object]]: ...
+
+    def baseline(self) -> dict | None: ...
 
     def state(self) -> dict: ...

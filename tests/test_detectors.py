@@ -131,13 +131,22 @@ def test_scoring_model_contract(kind, tmp_path) -> None:
     assert isinstance(model, ScoringModel) and model.name and model.version
     assert isinstance(model.learns, bool) and model.learns == (kind not in ("bundle", "guarded"))  # guarded: the bundle it runs
     rows = healthy_vectors(400, seed=4)
-    ready = []
+    ready, events = [], []
     for i, x in enumerate(rows):
-        score, ok, reason = model.update(x, ts=1000.0 + i)
+        score, ok, reason = model.update(x, ts=1000.0 + i, exclude="implausible" if i == 5 else None)
         assert 0.0 <= score <= 1.0 and isinstance(ok, bool) and ok == model.ready
         assert len(reason) <= 3 and all(f in x and math.isfinite(c) for f, _, c in reason)
         ready.append(ok)
+        events += model.take_events()
     assert ready[-1], "ready after learning"
+    assert model.take_events() == [], "taken events are forgotten"
+    baseline = model.baseline()
+    if kind in ("bundle", "guarded"):  # no baseline learned on the device: nothing to report or reset
+        assert baseline is None and events == []
+    else:
+        assert baseline["state"] == "ready" and baseline["excluded"].get("implausible") == 1
+        assert [k for k, _ in events] == ["learned"] and events[0][1]["learned_at"] == baseline["learned_at"]
+        json.dumps(baseline)
     faulty = dict(rows[0], **{"ax.rms_g": 0.5, "ax.kurtosis": 12.0, "ax.band_10_100_g2": 0.2})
     score, ok, reason = model.update(faulty, ts=2000.0)
     assert 0.0 <= score <= 1.0 and ok and reason and reason[0][0] in faulty

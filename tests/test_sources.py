@@ -1,9 +1,12 @@
 """One contract over every registered protocol (drivers/base.Source), river's check-suite idea for
 drivers: each protocol, fed by its simulator on a real pty (or in-process), must keep the same
-promises. A new protocol is one driver file plus one case in CASES (the `loopback` case shows it)."""
+promises. A new protocol is one driver file plus one case in CASES (the `loopback` case shows it). A protocol's
+pty server (what `pdm-agent simulate` plays) is part of the contract: its options parse, it feeds
+the protocol's own source, and it stops with exit code 0 when asked."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import threading
 import time
@@ -14,7 +17,8 @@ import pytest
 from loopback_driver import PROTOCOL as LOOPBACK, install as install_loopback
 
 from agent.config import parse_config
-from drivers.base import BUILTIN, REGISTRY, VALUES, WAVEFORM, FeatureVector, Frame, driver_for, open_source
+from drivers.base import (BUILTIN, REGISTRY, VALUES, WAVEFORM, FeatureVector, Frame, driver_for, open_source,
+                          pty_servers)
 
 install_loopback()  # registered from the tests: the shipped package does not know it
 
@@ -26,49 +30,59 @@ def _wait_for(path, timeout=5.0) -> None:
         time.sleep(0.02)
 
 
-def _stream(protocol):
-    def start(tmp_path, stop):
-        from drivers.pty_server import serve
-
+def _served(protocol, sim_args=(), keys=""):
+    """A case played by the protocol's own pty server (drivers/base.PtyServer), started with its
+    `simulate` options as argparse parses `sim_args`; the server's exit code is kept in `done`."""
+    def start(tmp_path, stop, done):
+        server = driver_for(protocol).pty_server
+        parser = argparse.ArgumentParser()
+        names = server.add_arguments(parser)
+        parsed = parser.parse_args(list(sim_args))
+        assert set(names) == set(vars(parsed)), "add_arguments must return the names of the options it adds"
         link = tmp_path / "tty"
-        threading.Thread(target=serve, args=(str(link),), daemon=True,
-                         kwargs={"protocol": protocol, "rate": 1000.0, "stop": stop}).start()
+        threading.Thread(target=lambda: done.append(server.serve(str(link), rate=1000.0, stop=stop, **vars(parsed))),
+                         daemon=True).start()
         _wait_for(link)
-        return parse_config(f"device: {{id: g}}\nsensors: [{{name: s, port: {link}, protocol: {protocol}}}]").sensors[0]
+        return parse_config(f"device: {{id: g}}\nsensors: [{{name: s, port: {link}, protocol: {protocol}{keys}}}]"
+                            ).sensors[0]
     return start
 
 
-def _modbus(tmp_path, stop):
-    from drivers.modbus_slave import serve_modbus
-
-    link = tmp_path / "tty"
-    threading.Thread(target=serve_modbus, args=(str(link), "qm30vt2"), daemon=True,
-                     kwargs={"baudrate": 115200, "stop": stop}).start()
-    _wait_for(link)
-    return parse_config(f"device: {{id: g}}\nsensors: [{{name: s, port: {link}, protocol: modbus, preset: qm30vt2,"
-                        " baudrate: 115200, timeout: 0.3, retries: 0, poll_interval: 0.05}]").sensors[0]
-
-
-def _sim(tmp_path, stop):
+def _sim(tmp_path, stop, done):
     return parse_config("device: {id: g}\nsensors: [{name: s, protocol: sim}]").sensors[0]
 
 
-def _loopback(tmp_path, stop):
+def _loopback(tmp_path, stop, done):
     return SimpleNamespace(name="s", channels=["count", "half"], protocol=LOOPBACK)
 
 
-CASES = {"lines": _stream("lines"), "frames": _stream("frames"), "modbus": _modbus, "sim": _sim, LOOPBACK: _loopback}
+CASES = {
+    "lines": _served("lines"),
+    "frames": _served("frames"),
+    "modbus": _served("modbus", ["--preset", "qm30vt2", "--baudrate", "115200"],
+                      ", preset: qm30vt2, baudrate: 115200, timeout: 0.3, retries: 0, poll_interval: 0.05"),
+    "sim": _sim,
+    LOOPBACK: _loopback,
+}
+# Protocols with no simulated device on a pty, said explicitly: `sim` runs in-process, `loopback`
+# echoes through pyserial's loop://. Every other protocol must bring a pty server.
+NO_PTY_SERVER = {"sim", LOOPBACK}
 
 
 def test_every_protocol_has_a_case():
     assert set(CASES) == set(BUILTIN) | set(REGISTRY)
 
 
+def test_simulate_offers_every_pty_server():
+    assert set(pty_servers()) == set(CASES) - NO_PTY_SERVER
+
+
 @pytest.mark.parametrize("protocol", sorted(CASES))
 def test_source_contract(protocol, tmp_path):
-    stop = threading.Event()
-    cfg = CASES[protocol](tmp_path, stop)
+    stop, done = threading.Event(), []
     driver = driver_for(protocol)
+    assert (driver.pty_server is None) == (protocol in NO_PTY_SERVER)
+    cfg = CASES[protocol](tmp_path, stop, done)
     assert driver.protocol == protocol and driver.kind in (WAVEFORM, VALUES)
     cadence = driver.cadence_s(cfg)
     assert (cadence is None) == (driver.kind == WAVEFORM) and (cadence is None or cadence > 0)
@@ -98,6 +112,11 @@ def test_source_contract(protocol, tmp_path):
         stop.set()
         source.close()
     source.close()  # twice is allowed
+    if driver.pty_server is not None:  # the server stops when asked, with exit code 0, and removes its link
+        deadline = time.monotonic() + 10
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert done == [0] and not (tmp_path / "tty").exists()
 
 
 def test_an_unknown_protocol_names_the_known_ones():
