@@ -103,7 +103,7 @@ def test_the_acl_example_lets_only_the_release_user_command_a_gateway(tmp_path):
                          "press-07", "--key", key, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = proc.communicate(timeout=90)
         assert proc.returncode == 0, (out + err).decode()
-        wait_until(lambda: status()["sensors"]["pump1"]["model"] == "pca@v5", 10, what="pca@v5 running")
+        wait_until(lambda: status()["sensors"]["pump1"]["model"] == "bundle:pca@v5", 10, what="bundle:pca@v5 running")
     finally:
         code = stop(agent)
         watcher.disconnect()

@@ -124,14 +124,14 @@ def test_signed_push_applied_refused_replayed_and_kept_across_restart(broker, tm
 
         code, out = _push(config, bundles["v2"], key)
         assert code == 0, out
-        assert "applied" in out and "pca@v2" in out
+        assert "applied" in out and "bundle:pca@v2" in out
         assert _last(sub)["result"] == "applied" and _last(sub)["sensor"] == "pump1" and _last(sub)["name"] == "model-push"
-        wait_until(lambda: _pump(sub).get("model") == "pca@v2", 10, what="pca@v2 in the status")
+        wait_until(lambda: _pump(sub).get("model") == "bundle:pca@v2", 10, what="bundle:pca@v2 in the status")
         assert _pump(sub)["bundle"]["version"] == "v2"
         windows = _pump(sub)["windows"]
         wait_until(lambda: _pump(sub).get("windows", 0) > windows + 5, 15, what="scoring goes on after the swap")
         # The fault starts at 25 s: alerts come from the pushed model, without a restart.
-        sub.wait_for(lambda ms: any(m.topic.endswith("/pump1/alert") and json.loads(m.payload)["model"] == "pca@v2"
+        sub.wait_for(lambda ms: any(m.topic.endswith("/pump1/alert") and json.loads(m.payload)["model"] == "bundle:pca@v2"
                                     for m in ms), 60)
 
         tampered = tmp_path / "tampered"
@@ -146,7 +146,7 @@ def test_signed_push_applied_refused_replayed_and_kept_across_restart(broker, tm
 
         code, out = _push(config, bundles["v1"], key)
         assert code == 2 and "not newer than the running v2" in out, out
-        assert _pump(sub)["model"] == "pca@v2"
+        assert _pump(sub)["model"] == "bundle:pca@v2"
 
         # The flag flipped after signing: the envelope's signature no longer verifies.
         files = read_bundle_dir(bundles["v1"])
@@ -168,11 +168,11 @@ def test_signed_push_applied_refused_replayed_and_kept_across_restart(broker, tm
         captured_v2 = _cmd_payloads(sub)[0]  # the first push, as anyone on the broker saw it
         _publish(broker, topic, captured_v2)
         _refused_with(sub, json.loads(json.loads(captured_v2)["header"])["nonce"], "replayed command")
-        assert _pump(sub)["model"] == "pca@v2"
+        assert _pump(sub)["model"] == "bundle:pca@v2"
 
         code, out = _push(config, bundles["v1"], key, "--allow-downgrade")
         assert code == 0 and "signed downgrade" in out, out
-        wait_until(lambda: _pump(sub).get("model") == "pca@v1", 10, what="pca@v1 after the signed downgrade")
+        wait_until(lambda: _pump(sub).get("model") == "bundle:pca@v1", 10, what="bundle:pca@v1 after the signed downgrade")
         captured_v1 = _cmd_payloads(sub)[-1]
     finally:
         first = stop(agent)
@@ -180,11 +180,11 @@ def test_signed_push_applied_refused_replayed_and_kept_across_restart(broker, tm
 
     agent = start_agent(config, log)
     try:
-        sub.wait_for(lambda ms: _status(sub).get("state") == "online" and _pump(sub).get("model") == "pca@v1"
+        sub.wait_for(lambda ms: _status(sub).get("state") == "online" and _pump(sub).get("model") == "bundle:pca@v1"
                      and _pump(sub).get("windows", 0) > 0, 20)
         _publish(broker, f"plant/{DEVICE}/cmd/model-push", captured_v1)
         _refused_with(sub, json.loads(json.loads(captured_v1)["header"])["nonce"], "replayed command")
-        assert _pump(sub)["model"] == "pca@v1"
+        assert _pump(sub)["model"] == "bundle:pca@v1"
     finally:
         code = stop(agent)
         sub.close()
@@ -270,31 +270,31 @@ def test_the_model_installed_last_runs_after_a_restart(broker, tmp_path, bundles
     log = tmp_path / "agent.log"
     agent = start_agent(config, log)
     try:
-        wait_until(lambda: _pump(sub).get("model") == "pca@v1" and (_status(sub).get("commands") or {}).get("listening"),
+        wait_until(lambda: _pump(sub).get("model") == "bundle:pca@v1" and (_status(sub).get("commands") or {}).get("listening"),
                    20, what="configured v1")
         code, out = _push(config, bundles["v2"], bundles["key"], "--sensor", "pump9")
         assert code == 2 and "no sensor 'pump9' runs on this device (sensors: pump1)" in out, out
         code, out = _push(config, bundles["v2"], bundles["key"])
         assert code == 0, out
         code, out = _push(config, bundles["v4-broken"], bundles["key"])
-        assert code == 0 and "pca@v4 swapped in" in out, out  # applied: it passed every check
+        assert code == 0 and "bundle:pca@v4 swapped in" in out, out  # applied: it passed every check
         wait_until(lambda: "rolled back" in (_pump(sub).get("model_refused") or {}).get("reason", ""), 20,
                    what="the broken v4 rolled back at its first window")
-        assert _pump(sub)["model"] == "pca@v2"
+        assert _pump(sub)["model"] == "bundle:pca@v2"
         stop(agent)
         agent = start_agent(config, log)
-        wait_until(lambda: _status(sub).get("state") == "online" and _pump(sub).get("model") == "pca@v2", 20,
+        wait_until(lambda: _status(sub).get("state") == "online" and _pump(sub).get("model") == "bundle:pca@v2", 20,
                    what="pushed v2 after a restart, over the configured v1")
         shutil.copytree(bundles["v3"], models_dir / "v3")
         result = json.loads((models_dir / "v3" / "manifest.json").read_text())
         assert result["version"] == "v3"
         os.utime(models_dir / "v3")
-        wait_until(lambda: _pump(sub).get("model") == "pca@v3", 20, what="local v3 swapped in")
+        wait_until(lambda: _pump(sub).get("model") == "bundle:pca@v3", 20, what="local v3 swapped in")
         assert not (tmp_path / f"state-{DEVICE}" / "pushed" / "pump1").exists()
         stop(agent)
         agent = start_agent(config, log)
         wait_until(lambda: _status(sub).get("state") == "online" and _pump(sub).get("windows", 0) > 0
-                   and _pump(sub).get("model") == "pca@v3", 20, what="v3 after the second restart")
+                   and _pump(sub).get("model") == "bundle:pca@v3", 20, what="v3 after the second restart")
     finally:
         code = stop(agent)
         sub.close()
