@@ -223,7 +223,24 @@ def _variant(protocol: str) -> type[SensorConfig]:
 
 
 SENSOR_MODELS: dict[str, type[SensorConfig]] = {p: _variant(p) for p in PROTOCOLS}
-UNKNOWN = "?"  # the tag of a sensor whose protocol is none of these: checked as a plain SensorConfig
+UNKNOWN = "?"  # the tag of a sensor whose protocol is none of these: checked as UnknownProtocolSensor
+
+
+def protocols_with(key: str) -> list[str]:
+    """The protocols that have `key` as one of their own keys (`slave_id` -> ['modbus']); [] for a key
+    every sensor has or none has."""
+    return [p for p, model in SENSOR_MODELS.items() if key in model.model_fields and key not in SensorConfig.model_fields]
+
+
+class UnknownProtocolSensor(SensorConfig):
+    """A sensor whose `protocol` is none of PROTOCOLS (a typo such as `modbsu`): the protocol is the
+    error. Keys of a known protocol are not reported too (they are likely right for the protocol
+    meant); every other key is still checked."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_protocol_keys(cls, data: Any) -> Any:
+        return {k: v for k, v in data.items() if not protocols_with(k)} if isinstance(data, dict) else data
 
 
 def _tag(data: Any) -> str:
@@ -232,7 +249,7 @@ def _tag(data: Any) -> str:
 
 
 SensorEntry = Annotated[
-    Union[tuple(Annotated[m, Tag(p)] for p, m in SENSOR_MODELS.items()) + (Annotated[SensorConfig, Tag(UNKNOWN)],)],
+    Union[tuple(Annotated[m, Tag(p)] for p, m in SENSOR_MODELS.items()) + (Annotated[UnknownProtocolSensor, Tag(UNKNOWN)],)],
     Discriminator(_tag),
 ]
 

@@ -120,9 +120,12 @@ class Driver:
 
 
 REGISTRY: dict[str, Driver] = {}
-# The protocols shipped with the agent, imported only when a sensor uses one (heavy imports such as
-# pymodbus stay out of a daemon that has no Modbus sensor). A protocol added outside this package
-# calls `register` when its module is imported.
+# The protocols shipped with the agent: protocol -> the module that registers it. `sensors[]` offers
+# exactly these (agent/sensor_config.py builds one config model per entry when it is imported), so a
+# new protocol is its module, its line here and its case in tests/test_sources.py (which fails for a
+# module that registers a protocol missing here), and its keys documented in config.yaml. The modules
+# are light to import: heavy ones such as pymodbus are imported only when a source is opened. A
+# protocol registered from outside this list can be opened (open_source) but not configured.
 BUILTIN = {"lines": "drivers.lines", "frames": "drivers.frames", "modbus": "drivers.modbus", "sim": "drivers.sim"}
 
 

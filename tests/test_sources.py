@@ -7,9 +7,11 @@ the protocol's own source, and it stops with exit code 0 when asked."""
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -71,6 +73,16 @@ NO_PTY_SERVER = {"sim", LOOPBACK}
 
 def test_every_protocol_has_a_case():
     assert set(CASES) == set(BUILTIN) | set(REGISTRY)
+
+
+def test_every_protocol_module_is_listed_in_builtin():
+    """A driver module that registers a protocol but is missing from BUILTIN would be refused by
+    the configuration (`sensors[].protocol` offers BUILTIN only) and skipped by this contract."""
+    drivers = Path(driver_for.__code__.co_filename).parent
+    registering = {path.stem for path in drivers.glob("*.py")
+                   if any(isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "register"
+                          for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))}
+    assert registering and {f"drivers.{m}" for m in registering} == set(BUILTIN.values())
 
 
 def test_simulate_offers_every_pty_server():
