@@ -79,12 +79,19 @@ def _line_of(path: str, keys: tuple) -> int | None:
 
 def describe(cfg, path: str) -> list[str]:
     """`config check` lines about each sensor's baseline: its size, and a warning when short."""
+    from agent.fleet_share import describe as fleet_describe
+
     out = []
     for i, s in enumerate(cfg.sensors):
         if s.detector.bundle is not None:
             out.append(f"{s.name}: scored by the signed bundle {s.detector.bundle} (nothing learned on the device "
                        "unless it is refused)")
             continue
+        prior = fleet_describe(cfg, s)  # agent/fleet_share.py: a verified prior scores from the first window
+        if prior is not None:
+            out.append(prior)
+            if not prior.startswith("warning"):
+                continue
         n, cadence = planned_windows(s)
         every = (f"a poll every {cadence:g} s" if _polled(s) else
                  f"a window every {cadence:g} s: {s.window.size}-sample windows, hop {s.window.hop} at "

@@ -1,6 +1,7 @@
 """What a broker does to a client that MQTT 3.1.1 does not explain: refuse one message, or close
-the connection because another client took the client id. The publisher feeds these two
-watchers; they decide, log once in words and keep the counts.
+the connection because another client took the client id. The publisher feeds the watcher of
+the first here; it decides, logs once in words and keeps the counts. The second is
+`agent.identity` (takeover detection and back-off).
 
 Both faults look the same on the wire: the broker closes the TCP connection, no reason given.
 
@@ -12,10 +13,7 @@ Both faults look the same on the wire: the broker closes the TCP connection, no 
   acked so far teaches a size limit; `mqtt.max_packet_bytes`, when set, is the limit from the
   start. Rows at or above the limit are set aside before they are sent; once a limit is
   learned, a row larger than any acked one is set aside after one close instead of three.
-* **Client-id clash**: two gateways with one id (a copied SD-card image) knock each other off
-  whenever the other connects. `ClientIdClash` reports it once after `CLASH_CLOSES` closes in a
-  row, each within `CLASH_SHORT_S` of the CONNACK with nothing in flight, and backs reconnects
-  off to `CLASH_BACKOFF_S` until a connection holds `CLASH_CLEAR_S`.
+* **Client-id clash**: see `agent.identity`.
 
 >>> packet_size("a/b", b"x" * 100)
 109
@@ -23,10 +21,7 @@ Both faults look the same on the wire: the broker closes the TCP connection, no 
 
 from __future__ import annotations
 
-import time
-
 POISON_STRIKES = 3
-CLASH_CLOSES, CLASH_SHORT_S, CLASH_BACKOFF_S, CLASH_CLEAR_S = 3, 5.0, 30.0, 120.0
 
 
 def packet_size(topic: str, payload: bytes) -> int:
@@ -115,41 +110,3 @@ class RefusedMessages:
                        topic=msg.topic, kind=msg.kind, size_bytes=size or packet_size(msg.topic, msg.payload),
                        limit_bytes=limit, reason=why)
 
-
-class ClientIdClash:
-    """Recognises two clients with one id from short-lived connections (see the module doc)."""
-
-    def __init__(self, client_id: str, reconnect: tuple[float, float], log) -> None:
-        self.client_id = client_id
-        self.reconnect = reconnect  # (min, max) seconds, restored when the clash is over
-        self.log = log
-        self.suspected = False
-        self._connected_at: float | None = None
-        self._short = 0
-
-    def connected(self) -> None:
-        self._connected_at = time.monotonic()
-
-    def closed(self, client, in_flight: bool) -> bool:
-        """A connection closed; True while a clash is suspected (then reconnects are backed off)."""
-        lasted = None if self._connected_at is None else time.monotonic() - self._connected_at
-        self._connected_at = None
-        if lasted is None:
-            return self.suspected
-        if lasted >= CLASH_CLEAR_S and self.suspected:
-            self.suspected = False
-            client.reconnect_delay_set(*self.reconnect)
-            self.log.info("connection held; client id clash no longer suspected", client_id=self.client_id)
-        if lasted >= CLASH_SHORT_S or in_flight:
-            self._short = 0
-            return self.suspected
-        self._short += 1
-        if self._short >= CLASH_CLOSES and not self.suspected:
-            self.suspected = True
-            client.reconnect_delay_set(CLASH_BACKOFF_S, max(CLASH_BACKOFF_S, self.reconnect[1]))
-            self.log.error("the broker closes the connection seconds after accepting it, with nothing in "
-                           "flight: another client probably uses the same client id (a copied SD card "
-                           "image?); give each gateway its own device.id or mqtt.client_id",
-                           client_id=self.client_id, closes=self._short, lasted_s=round(lasted, 2),
-                           reconnect_s=CLASH_BACKOFF_S)
-        return self.suspected

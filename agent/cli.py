@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.baseline import add_parser as add_baseline_parser
 
     add_baseline_parser(sub)  # `baseline reset`
+    from agent.fleet_cli import add_parser as add_fleet_parser
+
+    add_fleet_parser(sub)  # `fleet merge` (docs/federated.md)
     return parser
 
 

@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from agent import config_rules as R
+from agent.config_fleet import FleetConfig, check as _check_fleet
 from agent.sensor_config import *  # noqa: F403 - the sensor sections are part of this module's API
 from agent.sensor_config import SensorEntry
 from drivers.config import NAME_PATTERN, Name as _Name, Section, rule
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_STATE_DIR",
     "DetectorConfig",
     "DeviceConfig",
+    "FleetConfig",
     "HealthSection",
     "HomeAssistantConfig",
     "IsoSection",
@@ -215,6 +217,7 @@ class Config(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     homeassistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)  # agent/config_fleet.py
 
     @model_validator(mode="after")
     def _across_sensors(self) -> Config:
@@ -233,5 +236,6 @@ class Config(Section):
                 )
         if self.mqtt.commands and not self.models.trusted_keys:
             raise _rule(("mqtt", "commands"), "commands are verified first: list their public keys in models.trusted_keys")
+        _check_fleet(self)
         self.mqtt._device_id = self.device.id
         return self

@@ -35,13 +35,14 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from agent import topics
-from agent.broker_faults import ClientIdClash, RefusedMessages
+from agent.broker_faults import RefusedMessages
 from agent.config_models import MqttConfig, TlsConfig
+from agent.identity import TakeoverGuard
 from agent.outbox import Outbox
 from agent.records import iso_utc
 
 IDLE_POLL_S = 0.2  # how soon a row put by the pipeline is noticed when nothing else wakes us
-RETAINED_MAX = 4  # extra retained messages per connect (Home Assistant discovery needs one)
+RETAINED_MAX = 68  # extra retained messages per connect: Home Assistant discovery, a fleet share per sensor
 
 
 class Publisher:
@@ -83,7 +84,6 @@ class Publisher:
         self.retained = retained  # (topic, payload) pairs published retained after every connect
         self.log = log if log is not None else structlog.get_logger("pdm-agent.publisher")
         self.refused = RefusedMessages(outbox, self.log, m.max_packet_bytes)  # poison rows, set aside
-        self.clash = ClientIdClash(self.client_id, (m.reconnect_min_s, m.reconnect_max_s), self.log)
 
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -91,6 +91,9 @@ class Publisher:
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
+        # Two agents with one id take over from each other: detect it, back off, say so.
+        self.clash = TakeoverGuard(self._client, self.client_id, device_id, (m.reconnect_min_s, m.reconnect_max_s),
+                                   self.log)
         # The password (password_file or systemd credential) is read again before every
         # connection attempt and on `reread_password` (SIGHUP), so a rotated secret needs no restart.
         self.username = m.username
@@ -202,8 +205,7 @@ class Publisher:
             # this connection was made. Say so, so nobody reads it as the time of the loss.
             body.update(will=True, connected_at=body["ts"],
                         reason="connection lost: the broker published this Last Will; ts is the connect time")
-        if self.clash.suspected:
-            body["mqtt_warning"] = f"client id {self.client_id!r} clash suspected: another client uses it"
+        body.update(self.clash.status())  # mqtt_warning and identity_conflict while suspected
         if state == "online":
             try:
                 body.update(self.health())
@@ -277,8 +279,8 @@ class Publisher:
         reason = str(reason_code)
         if reason == "Unspecified error":  # MQTT 3.1.1 has no reason codes on a close
             reason = "connection closed by the broker or the network (MQTT 3.1.1 gives no reason)"
-        if self.clash.closed(client, in_flight=bool(self._sent)):
-            reason = f"closed by the broker seconds after connecting: client id {self.client_id!r} clash suspected"
+        if self.clash.closed(in_flight=bool(self._sent)):
+            reason = f"identity conflict suspected: another agent uses client id {self.client_id!r}"
         self._link_down(reason)
 
     def _link_down(self, reason: str) -> None:
@@ -314,6 +316,7 @@ class Publisher:
         next_status = 0.0
         while not self._stopping.is_set():
             self.beat = time.monotonic()  # liveness: the service feeds the watchdog only while this moves
+            self.clash.tick()  # a connection that held long enough ends an identity conflict
             with self._cond:
                 self._cond.wait(IDLE_POLL_S)
                 connected, status_due, refresh = self._connected, self._status_due, self._refresh_due

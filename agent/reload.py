@@ -64,7 +64,7 @@ def reload(svc) -> None:
             svc.log.error("keeping the previous configuration of this sensor", sensor=name)
             svc._start_worker(old_sensors[name])
     if plan.announce:
-        svc.publisher.announce()  # Home Assistant discovery follows the new sensor list
+        svc.publisher.announce()  # Home Assistant discovery follows the new sensor list; fleet shares start
     svc.log.info("configuration reloaded", sensors=list(new_sensors))
     svc.notifier.ready(svc.summary())
 
@@ -79,7 +79,7 @@ class ReloadPlan:
     sensor's `detector.bundle` changed: the bundle is swapped in place and the learned state and
     queues survive. `stop`: sensors removed or changed (or all, when aggregates or device changed);
     the changed ones start again with their new section. `start`: sensors that will (re)start.
-    `announce`: Home Assistant discovery is published again.
+    `announce`: Home Assistant discovery and fleet shares are published again.
     """
 
     logging: bool = False
@@ -118,5 +118,6 @@ def plan_reload(old, new) -> ReloadPlan:
         keep_storage=new.storage != old.storage,
         publisher=new.mqtt != old.mqtt or new.device != old.device,
         swap_bundle=tuple(swap), stop=tuple(stop), start=tuple(start),
-        announce=ha != old.homeassistant or (ha.enabled and old_sensors.keys() != new_sensors.keys()),
+        announce=(ha != old.homeassistant or new.fleet != old.fleet  # fleet: shares (agent/fleet_share.py)
+                  or (ha.enabled and old_sensors.keys() != new_sensors.keys())),
     )

@@ -21,6 +21,7 @@ from agent.commands import CommandChannel
 from agent.config import Config, ConfigError, load_config
 from agent.control import ControlServer, serve, socket_path
 from agent.discovery import DiscoveryFeed
+from agent.fleet_share import FleetShare
 from agent.health import CpuMeter
 from agent.hotswap import ModelManager
 from agent.logs import Every
@@ -60,6 +61,7 @@ class Service:
         self.workers: dict[str, SensorWorker] = {}
         self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s,
                                    storage_dir=self.storage_dir)  # bundles, also those pushed over MQTT
+        self.fleet = FleetShare(log, __version__)  # federated baselines: shares and prior (docs/federated.md)
         self.commands = CommandChannel(self)  # signed remote commands (mqtt.commands), agent/commands.py
         self._dropped_logged = 0
         self._warn_drop = Every(30.0)
@@ -137,15 +139,18 @@ class Service:
                                  f"dropped_{k}s": v for k, v in self.outbox.dropped.items()})
 
     def _make_publisher(self) -> Publisher:
-        # Home Assistant discovery (off by default) rides on the publisher: retained, after every connect.
+        # Home Assistant discovery (off by default) and fleet shares (agent/fleet_share.py) ride on the
+        # publisher: retained, after every connect.
         return Publisher(self.cfg.mqtt, self.outbox, self.health, device_id=self.cfg.device.id, version=__version__,
-                         retained=lambda: self.discovery.messages(self.cfg), log=self.log)
+                         retained=lambda: self.discovery.messages(self.cfg) + self.fleet.messages(self.cfg, self.workers),
+                         log=self.log)
 
     def _make_worker(self, sensor_cfg) -> SensorWorker:
         pipeline = SensorPipeline(
             device=self.cfg.device.id, sensor_cfg=sensor_cfg,
             aggregate_interval=self.cfg.aggregates.interval, emit=self._emit, log=self.log,
-            model=self.models.initial(sensor_cfg), on_baseline=self._baseline_learned,
+            model=self.models.initial(sensor_cfg) or self.fleet.prior_model(self.cfg, sensor_cfg),
+            on_baseline=self._baseline_learned,
         )
         self.models.attach(sensor_cfg.name, pipeline)
         if self.cfg.aggregates.features is not None:  # smaller rows for brokers with small limits
@@ -306,6 +311,8 @@ class Service:
         doc = {"state": state, "version": __version__, "ts": iso_utc(time.time())}
         if state == "online":
             doc.update(self.health())
+        if self.publisher is not None:
+            doc.update(self.publisher.clash.status())  # as on the status topic (agent/identity.py)
         try:
             status_file.write(self.storage_dir, doc)
         except OSError as exc:
@@ -322,7 +329,7 @@ class Service:
         """The status document (agent/status.py) of this service, now."""
         doc = status.document(started=self.started, cpu=self.cpu, workers=self.workers, models=self.models,
                               levels=self.levels, outbox=self.outbox, config_path=self.config_path,
-                              last_reload=self.last_reload)
+                              last_reload=self.last_reload, fleet=self.fleet)
         return {**doc, "commands": self.commands.status()}  # remote commands (agent/commands.py)
 
     def summary(self) -> str:

@@ -11,10 +11,10 @@ from agent.health import rss_mib
 
 
 def document(*, started: float, cpu, workers: dict, models, levels, outbox, config_path: str,
-             last_reload: dict) -> dict:
+             last_reload: dict, fleet=None) -> dict:
     """The status of a running service. `started` is its start (epoch s), `cpu` a CpuMeter,
     `workers` sensor name -> SensorWorker, `models` the ModelManager, `levels` the AlertLevels,
-    `outbox` the Store (None before start)."""
+    `outbox` the Store (None before start), `fleet` the FleetShare (agent/fleet_share.py) or None."""
     sensors = {}
     for name, w in list(workers.items()):
         p = w.pipeline
@@ -31,6 +31,7 @@ def document(*, started: float, cpu, workers: dict, models, levels, outbox, conf
             "health": p.sensor_health.report(w.online),
             **({"iso10816": p.iso.state()} if p.iso.last_zone else {}),
             **models.status(name),
+            **(fleet.status(name) if fleet is not None else {}),
             **alert_status(levels, name, w),
         }
     depth = outbox.depth() if outbox else {}

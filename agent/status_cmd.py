@@ -109,6 +109,8 @@ def render(doc: dict, source: str, device: str) -> str:
     if doc.get("will"):
         lines.append(f"  the broker published the agent's Last Will: its connection (made {doc.get('connected_at')})"
                      f" was lost without a goodbye")
+    if isinstance(conflict := doc.get("identity_conflict"), dict):  # agent/identity.py
+        lines.append(f"  identity conflict since {conflict.get('since')}: {conflict.get('fix')}")
     if state != "online":
         if not doc.get("sensors"):
             return "\n".join(lines)

@@ -7,6 +7,7 @@ and the `status` / `watch` commands.
     <discovery_prefix>/device/pdm-agent-<device>/config  Home Assistant discovery (retained)
     <topic_prefix>/<device>/cmd/<name>                   signed commands, received (mqtt.commands)
     $share/<group>/<topic filter>                        an MQTT 5 shared subscription (consumers)
+    <topic_prefix>/fleet/<machine_type>/baseline/<device>/<sensor>   fleet baseline share (retained)
 
 >>> record("pdm", "gw-1", "pump1", "alert"), status("pdm", "gw-1")
 ('pdm/gw-1/pump1/alert', 'pdm/gw-1/status')
@@ -14,6 +15,8 @@ and the `status` / `watch` commands.
 'homeassistant/device/pdm-agent-gw-1/config'
 >>> command("pdm", "gw-1", "model-push"), shared("oncall", record("pdm", "+", "+", "alert"))
 ('pdm/gw-1/cmd/model-push', '$share/oncall/pdm/+/+/alert')
+>>> fleet_baseline("pdm", "pump-a", "gw-1", "pump1")
+'pdm/fleet/pump-a/baseline/gw-1/pump1'
 """
 
 from __future__ import annotations
@@ -47,3 +50,8 @@ def command(prefix: str, device: str, name: str) -> str:
 def shared(group: str, topic_filter: str) -> str:
     """The MQTT 5 shared subscription of `group` to `topic_filter`: each message to one member."""
     return f"$share/{group}/{topic_filter}"
+
+
+def fleet_baseline(prefix: str, machine_type: str, device: str, sensor: str) -> str:
+    """A sensor's shared baseline (docs/federated.md); `device` and `sensor` may be ``+``."""
+    return f"{prefix}/fleet/{machine_type}/baseline/{device}/{sensor}"

@@ -26,7 +26,10 @@ A record's surprise is the largest over transforms and channels, minus log10 of 
 (Bonferroni: 6 one-sided tests per channel must not look 6 times as surprising). Then a
 **suppression** gate, so an operator gets the first alert of an episode, not a hundred: a surprise
 that does not exceed the recent maximum (decaying by `suppress` per record, half-life
-ln 2 / suppress records) is multiplied by `quiet`.
+ln 2 / suppress records) is multiplied by `quiet`. Then the **context** (models/context.py): for
+`refractory_s` after an alert only the excess over that alert's surprise counts, and a rarity
+that recurs at the same time of day (period `period_s`, +-`jitter_s`, the last `days` days)
+counts only by its excess over the largest surprise seen then.
 
 The score keeps one meaning across streams, because a surprise is a probability under the
 stream's own history: the fixed map `CALIBRATION` gives 0.5 at 10^-2.75 (a value as extreme as
@@ -62,6 +65,7 @@ import numpy as np  # noqa: F401  (doctest namespace)
 
 from models.base import DetectorBase
 from models.calibration import SurpriseMap
+from models.context import EpisodeContext
 
 # 0.5 at a surprise of 2.75 decades, 0.9 at 5.5: see the module docstring.
 CALIBRATION = SurpriseMap(s_half=2.75, alarm_ratio=2.0)
@@ -73,6 +77,7 @@ _LN2 = math.log(2.0)
 _LOG10_2 = math.log10(2.0)
 
 
+_CONTEXT_PARAMS = ("refractory_s", "period_s", "days", "jitter_s")
 _RECENT_CAP = CALIBRATION.s_half * CALIBRATION.alarm_ratio  # decades: the alarm point (0.9)
 
 
@@ -105,7 +110,9 @@ class _Tail:
             excess = max(lo - sum(s[t:k]) / max(k - t, 1), self._floor(s))
             logp = math.log(k / (m + 1)) - (lo - v) / excess
         else:  # the body: the rarer side's count of values at least as extreme as v
-            logp = math.log((min(m - bisect.bisect_left(s, v), bisect.bisect_right(s, v)) + 1) / (m + 1))
+            below = bisect.bisect_right(s, v)  # at most v; when that is at most half, it is the rarer side
+            count = below if 2 * below <= m else min(m - bisect.bisect_left(s, v), below)
+            logp = math.log((count + 1) / (m + 1))
         return max(0.0, -logp / _LN10 - _LOG10_2)  # two-sided: the worse of two tests
 
     @staticmethod
@@ -169,17 +176,21 @@ class RarityDetector(DetectorBase):
         (resolution 1 / m) and a tail fitted on m / 4 values say little. Learned alerts need the
         streaming model's `learn_seconds` to cover at least this many records; `config check`
         does not know a CSV's rate, so replay and docs say so.
+    refractory_s, period_s, days, jitter_s
+        The context of recent alerts and of the same time on earlier days (models/context.py
+        EpisodeContext); it applies once the cadence is known (after learning). 0 turns either off.
     """
 
     name = "rarity"
-    version = "1"
+    version = "2"
     calibration = CALIBRATION
     novelty = True
     contextual = True  # observe() keeps per-channel input context (see models/base.py)
 
     def __init__(self, history: int = 10_000, tail: int = 100, smooth: float = 0.1, volatility: float = 0.1,
                  suppress: float = 0.003, quiet: float = 0.5, warmup: int = 100, scan_seconds: float = 300.0,
-                 trim: int = 3) -> None:
+                 trim: int = 3, refractory_s: float = 7200.0, period_s: float = 86400.0, days: int = 3,
+                 jitter_s: float = 1800.0) -> None:
         for key, val in (("history", history), ("tail", tail), ("warmup", warmup), ("trim", trim)):
             if isinstance(val, bool) or not isinstance(val, (int, float)) or val != int(val):
                 raise ValueError(f"{key} must be a whole number of records, got {val!r}")
@@ -217,6 +228,7 @@ class RarityDetector(DetectorBase):
         self._memo: tuple = ((), {}, {}, 0.0, False)
         self._channels: dict[str, _Channel] = {}
         self._recent = 0.0  # decaying maximum of recent surprises (the suppression gate)
+        self._context = EpisodeContext(refractory_s, period_s, days, jitter_s)
 
     def _channel(self, key: str) -> _Channel:
         ch = self._channels.get(key)
@@ -250,8 +262,10 @@ class RarityDetector(DetectorBase):
 
     def score(self, x: dict[str, float]) -> float:
         """Surprise in decades after suppression (>= 0); CALIBRATION maps it to [0, 1]."""
-        s = self._evaluate(x)[3]
-        return s if s > self._recent else s * self.quiet
+        return self._news(self._evaluate(x)[3])
+
+    def _news(self, s: float) -> float:
+        return self._context.news(s, s if s > self._recent else s * self.quiet)
 
     def explain(self, x: dict[str, float]) -> dict[str, float]:
         """Per channel, its largest surprise in decades (before correction and suppression)."""
@@ -281,11 +295,13 @@ class RarityDetector(DetectorBase):
         """
         if seconds_per_record > 0 and math.isfinite(seconds_per_record):
             self._stride = max(1, round(self.scan_seconds / seconds_per_record))
+            self._context.set_cadence(seconds_per_record, self._stride)
             self._memo = ((), {}, {}, 0.0, False)
 
     def observe(self, x: dict[str, float]) -> None:
         """Advance the context (level, volatility, suppression) past this record; call after learn."""
         _, _, transforms, combined, _ = self._evaluate(x, for_score=False)
+        self._context.advance(combined, self._news(combined), CALIBRATION.s_half)
         # Capped at the alarm level: a huge surprise (a sensor glitch of 100 decades) must not
         # silence every later alarm for thousands of records.
         self._recent = max(self._recent * (1.0 - self.suppress), min(combined, _RECENT_CAP))
@@ -301,7 +317,9 @@ class RarityDetector(DetectorBase):
             "version": self.version,
             "params": {"history": self.history, "tail": self.tail, "smooth": self.smooth,
                        "volatility": self.volatility, "suppress": self.suppress, "quiet": self.quiet,
-                       "warmup": self.warmup, "scan_seconds": self.scan_seconds, "trim": self.trim},
+                       "warmup": self.warmup, "scan_seconds": self.scan_seconds, "trim": self.trim,
+                       **{k: v for k, v in self._context.state().items() if k in _CONTEXT_PARAMS}},
+            "context": self._context.state(),
             "stride": self._stride,
             "learned": self._learned,
             "recent": self._recent,
@@ -315,6 +333,8 @@ class RarityDetector(DetectorBase):
         det._recent = float(state["recent"])
         det._stride = int(state.get("stride", 1))
         det._learned = int(state.get("learned", 0))
+        if "context" in state:
+            det._context = EpisodeContext.from_state(state["context"])
         for k, c in state["channels"].items():
             ch = det._channel(k)
             ch.level, ch.vol, ch.prev = c["level"], float(c["vol"]), c["prev"]

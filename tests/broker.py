@@ -64,7 +64,8 @@ class Broker:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, persistence: bool = False, listener: list[str] | None = None) -> None:
+    def __init__(self, workdir: Path, persistence: bool = False, listener: list[str] | None = None,
+                 extra: list[str] | None = None) -> None:
         exe = shutil.which("mosquitto") or next(
             (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
         )
@@ -75,12 +76,14 @@ class Broker:
         self.port = free_port()
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
-        # `listener` replaces the default anonymous plain-TCP listener (TLS, passwords).
+        # `listener` replaces the default anonymous plain-TCP listener (TLS, passwords); `extra`
+        # lines go at the end (a bridge: `connection`, `address`, `topic`, ...).
         lines = [
             f"listener {self.port} {self.host}",
             *(listener or ["allow_anonymous true"]),
             f"persistence {'true' if persistence else 'false'}",
             "log_dest stdout",
+            f"log_dest file {self.workdir}/live.log",  # flushed per line: tests read it while it runs
             "log_type error",
             "log_type warning",
             "log_type notice",
@@ -90,6 +93,8 @@ class Broker:
         if os.geteuid() == 0:
             # As root, mosquitto drops to user `mosquitto`, which cannot write our tmp dir.
             lines.append(f"user {getpass.getuser()}")
+        lines += extra or []
+        self.live_log = self.workdir / "live.log"
         self.conf.write_text("\n".join(lines) + "\n")
         self._proc: subprocess.Popen | None = None
 
@@ -114,6 +119,10 @@ class Broker:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
 
     @property
     def running(self) -> bool:

@@ -48,7 +48,7 @@ def test_shipped_config_documents_every_key():
               config_mod.SensorConfig, *config_mod.SENSOR_MODELS.values(), config_mod.WindowConfig,
               config_mod.SimulatorConfig, config_mod.RegisterConfig,
               config_mod.DetectorConfig, config_mod.AlertsConfig, config_mod.AggregatesConfig,
-              config_mod.LoggingConfig, config_mod.ModelsConfig, config_mod.DeviceConfig]
+              config_mod.LoggingConfig, config_mod.ModelsConfig, config_mod.DeviceConfig, config_mod.FleetConfig]
     missing = [f"{m.__name__}.{k}" for m in models for k in m.model_fields if f"{k}:" not in text]
     assert missing == []
 

@@ -52,34 +52,3 @@ def test_wrong_password_is_named_and_a_rotated_file_is_picked_up(tmp_path):
     assert code == 0
     assert "rotated" not in log.read_text() and "s3cret" not in log.read_text()  # never log a secret
 
-
-def test_two_agents_with_one_client_id_are_told_so_and_back_off(broker, tmp_path):
-    """A copied SD-card image: two gateways with one device.id knock each other off the broker."""
-    from broker import Subscriber
-
-    logs, agents = [], []
-    sub = Subscriber(broker.host, broker.port, ["pdm/#"])
-    try:
-        for x in ("a", "b"):
-            cfg = write_config(tmp_path / f"{x}.yaml", broker=broker, storage=tmp_path / f"state_{x}", interval=2,
-                               device="gw-same", sensors=[sim_sensor(f"pump_{x}")])
-            logs.append(tmp_path / f"{x}.log")
-            agents.append(start_agent(cfg, logs[-1]))
-        clash = lambda log: _events(log, "the broker closes the connection seconds after")  # noqa: E731
-        wait_until(lambda: any(clash(log) for log in logs), 90, what="a client id clash reported")
-        import json
-
-        warned = lambda: [m for m in sub.snapshot() if m.topic == "pdm/gw-same/status"  # noqa: E731
-                          and "mqtt_warning" in json.loads(m.payload)]
-        wait_until(warned, 90, what="the status saying so")
-        assert "clash suspected" in json.loads(warned()[-1].payload)["mqtt_warning"]
-    finally:
-        codes = [stop(a) for a in agents]
-        sub.close()
-    assert codes == [0, 0]
-    for log in logs:
-        reports = clash(log)
-        assert len(reports) <= 1  # said once
-        for r in reports:
-            assert r["client_id"] == "pdm-agent-gw-same" and r["reconnect_s"] >= 30
-        assert "Unspecified error" not in log.read_text()

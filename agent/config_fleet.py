@@ -1,0 +1,61 @@
+"""The `fleet:` section: federated baselines (docs/federated.md; config.yaml documents every key).
+
+Kept apart from agent/config_models.py (one section, one concern), which imports it; the rules
+that look across sections (`check`) are called by `Config`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field, model_validator
+
+from drivers.config import NAME_PATTERN, Section, rule
+
+
+class FleetConfig(Section):
+    """`fleet:` (docs/federated.md)."""
+
+    share_baseline: bool = Field(False, description="publish each learned baseline's statistics (never samples) "
+                                                    "to the fleet topic, retained")
+    machine_type: Optional[str] = Field(None, pattern=NAME_PATTERN, max_length=64,
+                                        description="the group of alike machines; part of the fleet topic")
+    sensors: Optional[list[str]] = Field(None, description="sensors that share / start from the prior (null: all)")
+    prior: Optional[Path] = Field(None, description="signed fleet prior bundle (`pdm-agent fleet merge`) to start from")
+    prior_windows: Optional[int] = Field(None, ge=1, description="the prior counts as this many windows "
+                                                                 "(null: the windows it was pooled from)")
+
+    @model_validator(mode="after")
+    def _named_group(self) -> "FleetConfig":
+        if (self.share_baseline or self.prior is not None) and self.machine_type is None:
+            raise rule(("machine_type",), "required with share_baseline or prior: it names the group of alike "
+                                           "machines whose baselines are pooled (e.g. pump-a)")
+        return self
+
+
+def check(cfg) -> None:
+    """Rules across sections; raises `rule(at, message)` at the exact key."""
+    fleet = cfg.fleet
+    names = [s.name for s in cfg.sensors]
+    for i, name in enumerate(fleet.sensors or []):
+        if name not in names:
+            raise rule(("fleet", "sensors", i), f"'{name}' is not a sensor of this file (sensors: {', '.join(names)})")
+    if fleet.prior is not None and not cfg.models.trusted_keys:
+        raise rule(("fleet", "prior"), "a fleet prior is verified before loading: list the public key that "
+                                       "signed it in models.trusted_keys")
+    if not (fleet.share_baseline or fleet.prior is not None):
+        return
+    why = "fleet.share_baseline" if fleet.share_baseline else "fleet.prior"
+    for i, s in enumerate(cfg.sensors):
+        if fleet.sensors is not None and s.name not in fleet.sensors:
+            continue
+        det = s.detector
+        if det.type not in ("auto", "gaussian"):
+            raise rule(("sensors", i, "detector", "type"),
+                       f"{why}: detector '{det.type}' cannot be pooled exactly (only gaussian keeps "
+                       "counts, means and a covariance); use gaussian, or leave this sensor out of fleet.sensors")
+        if dict(det.params).get("half_life") is not None:
+            raise rule(("sensors", i, "detector", "params", "half_life"),
+                       f"{why}: an exponentially weighted baseline has no exact counts to pool; "
+                       "remove half_life (slow adaptation is adapt_half_life_s, which sharing allows)")

@@ -1,0 +1,168 @@
+"""`pdm-agent fleet merge`: pool the baselines agents shared into one signed fleet prior.
+
+    pdm-agent fleet merge --config FILE [--machine-type T] --out DIR --key KEY      (from the broker)
+    pdm-agent fleet merge SHARE.json ... --machine-type T --out DIR --key KEY      (from files)
+
+From the broker it reads the retained shares on `<prefix>/fleet/<T>/baseline/+/+` (the broker
+settings and, unless --machine-type, the machine type come from --config). The prior is exact
+pooled statistics (models/pooling.py), written as a bundle (models/bundle.py) whose model file is
+`prior.json`, and signed with --key (an Ed25519 key from `pdm-agent model keygen`). Exit 0 written,
+2 invalid usage or a share refused (the reason printed), 1 no broker or too few shares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _err(msg: str, code: int) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def _from_files(paths: list[str]) -> list[tuple[str, dict]]:
+    shares = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                shares.append((path, json.load(f)))
+        except OSError as exc:
+            raise SystemExit(_err(f"{path}: {exc.strerror or exc}", EXIT_USAGE)) from None
+        except ValueError as exc:
+            raise SystemExit(_err(f"{path}: not JSON ({exc})", EXIT_USAGE)) from None
+    return shares
+
+
+def _from_broker(cfg, config_path: str, machine_type: str, wait_s: float) -> list[tuple[str, dict]]:
+    """The retained shares of `machine_type`: collected until none arrived for 1 s (or wait_s)."""
+    from agent.topics import fleet_baseline as topic
+    from agent.mqtt_client import BrokerError, Subscription
+
+    pattern = topic(cfg.mqtt.topic_prefix, machine_type, "+", "+")
+    got: dict[str, bytes] = {}
+    last = [time.monotonic()]
+    lock = threading.Lock()
+
+    def on_message(t, payload, retain):
+        with lock:
+            if payload:  # an empty retained message clears a share
+                got[t] = payload
+            last[0] = time.monotonic()
+
+    sub = Subscription(cfg.mqtt, [pattern], on_message, role="fleet", config_path=config_path)
+    try:
+        sub.start()
+        sub.wait_subscribed(min(10.0, wait_s))
+        with lock:
+            last[0] = time.monotonic()  # retained shares arrive right after the SUBACK
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and time.monotonic() - last[0] < 1.0:
+            time.sleep(0.1)
+    except BrokerError as exc:
+        raise SystemExit(_err(str(exc), EXIT_FAIL)) from None
+    finally:
+        sub.close()
+    shares = []
+    for t, payload in sorted(got.items()):
+        try:
+            shares.append((t, json.loads(payload)))
+        except ValueError:
+            print(f"skipped {t}: not JSON", file=sys.stderr)
+    print(f"read {len(shares)} share(s) from {sub.where} on {pattern}")
+    return shares
+
+
+def write_prior(doc: dict, out: str) -> str:
+    """Write the prior as an (unsigned) bundle directory; returns its path."""
+    from agent import __version__
+    from agent.fleet_share import PRIOR_FILE
+    from models import bundle
+
+    det = doc["detector"]
+    manifest = {
+        "name": f"fleet-prior-{doc['machine_type']}", "version": doc["created"].replace("-", "").replace(":", ""),
+        "created": doc["created"], "model": {"file": PRIOR_FILE, "kind": "fleet-prior", "variant": "fleet-prior"},
+        "features": {"names": det["keys"]}, "scaler": None, "calibration": doc["calibration"],
+        "training": {"source": f"{len(doc['machines'])} shared baselines of machine type {doc['machine_type']}",
+                     "rows": det["n"], "holdout_rows": 0, "machines": doc["machines"],
+                     "tool": f"pdm-agent {__version__} fleet merge"},
+    }
+    data = json.dumps(doc, indent=1).encode()
+    return bundle.write(out, manifest, {PRIOR_FILE: data})
+
+
+def cmd_merge(args) -> int:
+    from agent.cli_config import _load_or_report
+    from agent.fleet_share import merge
+    from models.bundle import BundleError, sign
+    from models.pooling import PoolingError
+
+    if os.path.lexists(args.out) and not args.force:
+        return _err(f"{args.out} exists; choose another --out, or add --force to replace it", EXIT_USAGE)
+    machine_type = args.machine_type
+    if args.shares:
+        shares = _from_files(args.shares)
+    else:
+        if not args.config:
+            return _err("give share files, or --config FILE to read the shares from its broker", EXIT_USAGE)
+        cfg = _load_or_report(args.config)
+        if cfg is None:
+            return EXIT_USAGE
+        machine_type = machine_type or cfg.fleet.machine_type
+        if machine_type is None:
+            return _err(f"--machine-type: not given, and {args.config} has no fleet.machine_type", EXIT_USAGE)
+        shares = _from_broker(cfg, args.config, machine_type, args.wait)
+    if len(shares) < args.min_machines:
+        return _err(f"{len(shares)} share(s) found, --min-machines is {args.min_machines}: a prior of too few "
+                    "machines knows too little of how alike machines differ", EXIT_FAIL)
+    try:
+        doc = merge(shares, machine_type)
+    except PoolingError as exc:
+        return _err(f"refused: {exc}", EXIT_USAGE)
+    if args.force and os.path.isdir(args.out):
+        import shutil
+
+        shutil.rmtree(args.out)  # a stale file left inside would make the bundle refuse to verify
+    path = write_prior(doc, args.out)
+    for m in doc["machines"]:
+        print(f"  {m['device']}/{m['sensor']}: {m['n']} windows")
+    cal = doc["calibration"]
+    print(f"pooled {doc['detector']['n']} windows of {len(doc['machines'])} machine(s), machine type "
+          f"{doc['machine_type']!r}, {len(doc['detector']['keys'])} features; calibration median "
+          f"{cal['median']:.4g}, tail {cal['tail']:.4g} -> {path}")
+    if not args.key:
+        print(f"unsigned; next: pdm-agent model sign {path} --key KEY (agents refuse an unsigned prior)")
+        return EXIT_OK
+    try:
+        kid = sign(path, args.key)
+    except BundleError as exc:
+        return _err(str(exc), EXIT_USAGE)
+    print(f"signed with key {kid}; on the new machine: fleet.prior: {os.path.abspath(path)}")
+    return EXIT_OK
+
+
+def add_parser(sub) -> None:
+    """`pdm-agent fleet merge` under the CLI's subcommands."""
+    pf = sub.add_parser("fleet", help="federated baselines: merge the baselines agents shared into a prior")
+    fsub = pf.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
+    p = fsub.add_parser("merge", help="pool shared baselines into one signed fleet prior",
+                        description="Pool the baselines agents shared (fleet.share_baseline) into one fleet prior: "
+                                    "exact count-weighted statistics, written as a bundle and signed. Exit 0 "
+                                    "written, 1 no broker or too few shares, 2 invalid usage or a share refused.")
+    p.add_argument("shares", nargs="*", metavar="SHARE.json", help="share files (default: read from the broker)")
+    p.add_argument("--config", metavar="FILE", help="an agent config: its broker, topic prefix and fleet.machine_type")
+    p.add_argument("--machine-type", metavar="TYPE", help="the group to merge (default: the config's fleet.machine_type)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the prior bundle directory to write")
+    p.add_argument("--key", metavar="FILE", help="Ed25519 private key to sign with (pdm-agent model keygen)")
+    p.add_argument("--min-machines", type=int, default=2, metavar="N",
+                   help="refuse with fewer shares than this (default 2)")
+    p.add_argument("--wait", type=float, default=5.0, metavar="S",
+                   help="at most this long reading retained shares from the broker (default 5)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_merge)

@@ -1,0 +1,248 @@
+"""Federated baselines on the agent: what is shared, how shares are merged, how a prior is loaded.
+
+With `fleet.share_baseline: true` the agent publishes, per sensor, the sufficient statistics of
+the baseline it learned (docs/federated.md), retained, QoS 1, on
+
+    <mqtt.topic_prefix>/fleet/<fleet.machine_type>/baseline/<device.id>/<sensor>
+
+after every connect and whenever a baseline finishes learning. The payload (`share_payload`) holds
+the detector's count, mean and covariance in its log-feature space, the calibration's median and
+tail, and who/when: never a sample, a window, a feature vector or a score (the streaming model's
+pools and leave-one-out windows stay on the device). `merge` pools N shares into one fleet prior
+(models/pooling.py: exact, count-weighted); `pdm-agent fleet merge` signs it as a bundle. With
+`fleet.prior: DIR` a sensor starts from that prior (models/prior.py), verified against
+`models.trusted_keys`; a prior that fails is refused with the reason and the sensor learns on
+the device as without it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from agent.topics import fleet_baseline as topic
+
+from models.pooling import PoolingError, detector_state, learned_baseline, pool, pool_calibration, stats_of
+from models.prior import FORMAT as PRIOR_FORMAT, KIND as PRIOR_KIND, check as check_prior, prior_model
+
+KIND, FORMAT = "fleet-baseline", 1
+PRIOR_FILE = "prior.json"
+# The only keys a share carries (tests assert this: nothing else, in particular no windows).
+SHARE_KEYS = {"kind", "format", "device", "sensor", "machine_type", "learned_at", "agent_version", "window_s",
+              "detector", "calibration"}
+
+
+def window_s(sensor_cfg) -> float:
+    """Seconds between a sensor's feature vectors, as agent/baseline.py `cadence_s` computes them
+    (not imported from there: that module imports this one for `config check`)."""
+    from drivers.base import driver_for
+
+    cadence = driver_for(sensor_cfg.protocol).cadence_s(sensor_cfg)
+    return float(cadence) if cadence is not None else (sensor_cfg.window.hop or sensor_cfg.window.size) / float(
+        sensor_cfg.sample_rate)
+
+
+def share_payload(model_state: dict, *, device: str, sensor: str, machine_type: str, window_s: float,
+                  agent_version: str, learned_at: str | None) -> dict:
+    """What a sensor shares (module docstring), from its streaming model's `state()`;
+    PoolingError when that baseline cannot or must not be shared (not ready, not gaussian, from
+    a prior)."""
+    detector, calibration = learned_baseline(model_state, f"sensor {sensor}")
+    keep = ("name", "version", "params", "keys", "n", "mean", "cov")  # the sufficient statistics, nothing else
+    return {"kind": KIND, "format": FORMAT, "device": device, "sensor": sensor, "machine_type": machine_type,
+            "learned_at": learned_at, "agent_version": agent_version, "window_s": window_s,
+            "detector": {k: detector[k] for k in keep},
+            "calibration": {k: calibration[k] for k in ("median", "tail", "quantile", "alarm_ratio", "method", "n")}}
+
+
+def read_share(doc, where: str):
+    """(statistics, calibration dict, doc) of one share; PoolingError naming `where` otherwise."""
+    if not isinstance(doc, dict) or doc.get("kind") != KIND:
+        raise PoolingError(f"{where}: not a shared fleet baseline (kind {KIND!r})")
+    if doc.get("format") != FORMAT:
+        raise PoolingError(f"{where}: share format {doc.get('format')!r}; this version reads {FORMAT}")
+    stats = stats_of(doc.get("detector"), where)
+    cal = doc.get("calibration")
+    if not isinstance(cal, dict) or not all(k in cal for k in ("median", "tail", "quantile", "alarm_ratio")):
+        raise PoolingError(f"{where}: calibration missing or incomplete")
+    return stats, cal, doc
+
+
+def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, created: str | None = None) -> dict:
+    """One fleet prior (models/prior.py format) from shares given as (where, document) pairs.
+
+    Refuses (PoolingError, with the share named) mixed machine types, the same device/sensor
+    twice (its windows would count twice), and anything models/pooling.py cannot pool exactly."""
+    if not shares:
+        raise PoolingError("no shared baselines to merge")
+    parts, seen = [], {}
+    for where, doc in shares:
+        stats, cal, doc = read_share(doc, where)
+        mtype = doc.get("machine_type")
+        if machine_type is None:
+            machine_type = mtype
+        if mtype != machine_type:
+            raise PoolingError(f"{where}: machine_type {mtype!r}, not {machine_type!r}: only alike machines pool")
+        who = (doc.get("device"), doc.get("sensor"))
+        if who in seen:
+            raise PoolingError(f"{where}: {who[0]}/{who[1]} is also in {seen[who]}: its windows would count twice")
+        seen[who] = where
+        parts.append((where, stats, cal, doc))
+    pooled = pool([p[1] for p in parts], [p[0] for p in parts])
+    calibration = pool_calibration([(p[1], p[2]) for p in parts])
+    return {"kind": PRIOR_KIND, "format": PRIOR_FORMAT, "machine_type": machine_type,
+            "created": created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "detector": detector_state(pooled), "calibration": calibration,
+            "machines": [{"device": p[3].get("device"), "sensor": p[3].get("sensor"), "n": p[1].n,
+                          "window_s": p[3].get("window_s")} for p in parts],
+            "privacy": None}
+
+
+def load_prior(path: str, trusted_keys) -> tuple[dict, str]:
+    """(prior document, signer key id) of a signed prior bundle; BundleError or PoolingError with
+    the reason (bad signature, a bundle that is not a prior, an unreadable prior)."""
+    from models.bundle import BundleError, verify
+
+    bundle = verify(path, [str(k) for k in trusted_keys])
+    if bundle.manifest["model"].get("kind") != PRIOR_KIND:
+        raise BundleError(f"{path}: a model bundle, not a fleet prior (model bundles go in sensors[].detector.bundle)")
+    try:
+        doc = json.loads(bundle.model_bytes)
+    except ValueError as exc:
+        raise PoolingError(f"{path}/{PRIOR_FILE}: not JSON ({exc})") from None
+    check_prior(doc, path)
+    return doc, bundle.key_id
+
+
+def describe(cfg, sensor_cfg) -> str | None:
+    """`config check`'s line about a sensor's fleet prior (verified as the agent will), or None."""
+    if cfg.fleet.prior is None or not FleetShare.member(cfg, sensor_cfg.name) or sensor_cfg.detector.bundle:
+        return None
+
+    class _Quiet:
+        def info(self, *a, **k): ...
+
+        error = info
+
+    fleet = FleetShare(_Quiet(), "")
+    model = fleet.prior_model(cfg, sensor_cfg)
+    entry = fleet.status(sensor_cfg.name)["fleet"]
+    if model is None:
+        return (f"warning: fleet.prior: refused for {sensor_cfg.name}: {entry['prior_refused']['reason']}; "
+                "it learns its own baseline instead")
+    p = entry["prior"]
+    return (f"{sensor_cfg.name}: starts from the fleet prior {p['path']} ({p['machine_type']}, {p['windows']} windows "
+            f"of {p['machines']} machine(s), signed by key {p['key_id']}): learned alerts from the first window")
+
+
+class FleetShare:
+    """The service's side: prior models for new sensors, retained shares, status entries."""
+
+    def __init__(self, log, agent_version: str) -> None:
+        self.log = log
+        self.agent_version = agent_version
+        self._status: dict[str, dict] = {}
+        self._cache: dict[str, tuple] = {}  # sensor -> (baseline key, topic, payload bytes)
+
+    @staticmethod
+    def member(cfg, sensor: str) -> bool:
+        return cfg.fleet.sensors is None or sensor in cfg.fleet.sensors
+
+    def status(self, sensor: str) -> dict:
+        """`fleet` in the sensor's status entry, when there is something to say."""
+        entry = self._status.get(sensor)
+        return {"fleet": dict(entry)} if entry else {}
+
+    # -- starting from a prior ------------------------------------------------------------------
+    def prior_model(self, cfg, sensor_cfg):
+        """The model a sensor starts with from `fleet.prior`, or None (no prior, or refused)."""
+        from agent.hotswap import sensor_features
+        from models.bundle import BundleError
+
+        fleet, name = cfg.fleet, sensor_cfg.name
+        self._status.pop(name, None)
+        if fleet.prior is None or not self.member(cfg, name) or sensor_cfg.detector.bundle is not None:
+            return None
+        path = str(fleet.prior)
+        try:
+            doc, key = load_prior(path, cfg.models.trusted_keys)
+            if doc["machine_type"] != fleet.machine_type:
+                raise PoolingError(f"prior for machine_type {doc['machine_type']!r}, this agent is "
+                                   f"{fleet.machine_type!r}")
+            keys, features = set(doc["detector"]["keys"]), set(sensor_features(sensor_cfg))
+            if keys != features:
+                raise PoolingError(f"features do not match sensor {name!r} (prior has {len(keys)}, sensor "
+                                   f"{len(features)}; missing {sorted(features - keys)[:3]}, unexpected "
+                                   f"{sorted(keys - features)[:3]})")
+            d = sensor_cfg.detector
+            model = prior_model(doc, learn_seconds=d.learn_seconds, adapt_half_life_s=d.adapt_half_life_s,
+                                cadence_s=window_s(sensor_cfg), prior_windows=fleet.prior_windows,
+                                where=path, drift_large_at=sensor_cfg.alerts.alarm,
+                                drift_clear_below=sensor_cfg.alerts.warning)
+        except (BundleError, PoolingError) as exc:
+            self.log.error("fleet prior refused; learning on the device", sensor=name, prior=path, reason=str(exc))
+            self._status[name] = {"prior_refused": {"path": path, "reason": str(exc), "ts": round(time.time(), 3)}}
+            return None
+        machines = doc.get("machines") or []
+        self._status[name] = {"prior": {"path": path, "machine_type": doc["machine_type"], "key_id": key,
+                                        "created": doc.get("created"), "machines": len(machines),
+                                        "windows": doc["detector"]["n"]}}
+        self.log.info("started from the fleet prior: scoring from the first window", sensor=name, prior=path,
+                      machines=len(machines), windows=doc["detector"]["n"], key_id=key)
+        return model
+
+    # -- sharing -----------------------------------------------------------------------------------
+    def messages(self, cfg, workers: dict) -> list[tuple[str, bytes]]:
+        """(topic, payload) of every ready baseline to share, for the publisher's retained set."""
+        if not cfg.fleet.share_baseline:
+            return []
+        from models.streaming import StreamingModel
+
+        out = []
+        for name, worker in list(workers.items()):
+            model = worker.pipeline.model
+            if not self.member(cfg, name) or not isinstance(model, StreamingModel):
+                continue
+            baseline = model.baseline()
+            if baseline["state"] == "suspect":
+                self._not_shared(name, None, f"baseline is suspect: {baseline['reason']}")
+            if baseline["state"] != "ready" or not baseline["windows"]:
+                continue
+            key = (baseline["learned_at"], baseline["windows"])
+            cached = self._cache.get(name)
+            if cached is None or cached[0] != key:
+                cached = self._payload(cfg, name, worker, model, key, baseline["learned_at"])
+                if cached is None:
+                    continue
+            out.append(cached[1:])
+        return out
+
+    def _payload(self, cfg, name, worker, model, key, learned_at):
+        if not worker.lock.acquire(timeout=2.0):
+            return None  # the pipeline is busy; the next announce tries again
+        try:
+            state = model.state()
+        finally:
+            worker.lock.release()
+        where = topic(cfg.mqtt.topic_prefix, cfg.fleet.machine_type, cfg.device.id, name)
+        try:
+            payload = share_payload(state, device=cfg.device.id, sensor=name, machine_type=cfg.fleet.machine_type,
+                                    window_s=window_s(worker.cfg), agent_version=self.agent_version,
+                                    learned_at=learned_at)
+        except PoolingError as exc:
+            return self._not_shared(name, key, str(exc))
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        limit = cfg.mqtt.max_packet_bytes
+        if limit is not None and len(data) + len(where) + 16 > limit:
+            return self._not_shared(name, key, f"the share is {len(data)} bytes, over mqtt.max_packet_bytes {limit}")
+        self._cache[name] = (key, where, data)
+        self._status[name] = {**self._status.get(name, {}), "shared": {"topic": where, "windows": payload[
+            "detector"]["n"], "learned_at": learned_at, "bytes": len(data)}}
+        self.log.info("baseline shared with the fleet", sensor=name, topic=where, windows=payload["detector"]["n"])
+        return self._cache[name]
+
+    def _not_shared(self, name, key, reason):
+        if self._status.get(name, {}).get("not_shared", {}).get("reason") != reason:
+            self.log.warning("baseline not shared with the fleet", sensor=name, reason=reason)
+        self._status[name] = {**self._status.get(name, {}), "not_shared": {"reason": reason}}
+        return None

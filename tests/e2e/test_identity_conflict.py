@@ -1,0 +1,92 @@
+"""Identity conflict: two real agents configured with one device.id (a copied SD-card image) on a real
+Mosquitto. They must stop fighting over the client id (the broker's own log counts the takeovers),
+say why once in the log and in the status, and lose no alert: once one of them is stopped, the
+other delivers everything it queued meanwhile, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from agentproc import log_events, raised_alerts, sim_sensor, start_agent, stop, wait_until, write_config
+from broker import Subscriber
+
+FLAPPY = dict(debounce_n=1, debounce_m=1, hysteresis=0.0)  # every crossing is an event: many alerts
+TAKEOVER = re.compile(r"Client pdm-agent-gw-same already connected, closing old connection")
+
+
+def takeovers(broker) -> int:
+    """Client-id takeovers, as the broker logged them (Mosquitto 2: `log_type notice`)."""
+    return len(TAKEOVER.findall(broker.live_log.read_text(errors="replace")))
+
+
+def conflict_reports(log) -> list[dict]:
+    return [e for e in log_events(log) if str(e.get("event", "")).startswith("identity conflict:")]
+
+
+def test_two_agents_with_one_device_id_stop_fighting_say_why_and_lose_nothing(broker, tmp_path):
+    sensors = {"a": sim_sensor("pump_a", fault="outer-race", fault_at=14, **FLAPPY), "b": sim_sensor("pump_b")}
+    logs, agents = {}, {}
+    sub = Subscriber(broker.host, broker.port, ["pdm/#"])
+    try:
+        for x, sensor in sensors.items():
+            cfg = write_config(tmp_path / f"{x}.yaml", broker=broker, storage=tmp_path / f"state_{x}", interval=2,
+                               device="gw-same", sensors=[sensor])
+            cfg.write_text(cfg.read_text().replace("reconnect_max_s: 2.0", "reconnect_max_s: 1.0"))
+            logs[x] = tmp_path / f"{x}.log"
+            agents[x] = start_agent(cfg, logs[x])
+        wait_until(lambda: all(conflict_reports(log) for log in logs.values()), 60,
+                   what="both agents reporting the identity conflict")
+        fighting = takeovers(broker)
+        assert fighting >= 3  # the broker did see them take the id from each other
+
+        # Back-off from reconnect_max_s (1 s) doubling to 8 s (+-20 %): after ~10 s of settling,
+        # takeovers come at most every 6.4 s. Without it they come every reconnect_min_s (0.5 s).
+        time.sleep(10)
+        before = takeovers(broker)
+        time.sleep(20)
+        in_window = takeovers(broker) - before
+        assert in_window <= 5, f"{in_window} takeovers in 20 s: still fighting"
+
+        def conflict_status():
+            docs = [json.loads(m.payload) for m in sub.snapshot() if m.topic == "pdm/gw-same/status"]
+            return [d for d in docs if "identity_conflict" in d]
+
+        doc = wait_until(conflict_status, 30, what="the status saying so")[-1]
+        assert doc["identity_conflict"]["device_id"] == "gw-same"
+        assert "own device.id" in doc["identity_conflict"]["fix"] and "clash suspected" in doc["mqtt_warning"]
+
+        def local_status() -> dict:  # storage.dir/status.json, what `pdm-agent status` reads offline
+            try:
+                return json.loads((tmp_path / "state_a" / "status.json").read_text()).get("identity_conflict")
+            except (OSError, ValueError):
+                return None
+
+        assert wait_until(local_status, 30, what="the local status file saying so")["device_id"] == "gw-same"
+        wait_until(lambda: raised_alerts(logs["a"]), 30, what="alerts raised during the conflict")
+        assert stop(agents.pop("b")) == 0  # the operator removes the copy
+        raised = raised_alerts(logs["a"])
+
+        def delivered() -> list[str]:
+            seen, out = set(), []
+            for m in sub.snapshot():
+                if m.topic == "pdm/gw-same/pump_a/alert" and (i := json.loads(m.payload)["id"]) not in seen:
+                    seen.add(i)
+                    out.append(i)
+            return out
+
+        wait_until(lambda: set(raised) <= set(delivered()), 40, what="every queued alert delivered")
+        got = delivered()
+        assert [i for i in got if i in set(raised)] == raised  # first deliveries in raised order
+    finally:
+        codes = [stop(a) for a in agents.values()]
+        sub.close()
+    assert codes == [0]
+    for log in logs.values():
+        (report,) = conflict_reports(log)  # said once, as an error naming the device id and the fix
+        assert report["level"] == "error"
+        assert report["device_id"] == "gw-same" and report["client_id"] == "pdm-agent-gw-same"
+        assert "own device.id" in report["fix"] and report["reconnect_s"] >= 1.0
+        assert "Unspecified error" not in log.read_text()
