@@ -63,7 +63,9 @@ def test_fleet_view_lists_devices_and_follows_their_alerts(broker, tmp_path):
     out, err = tmp_path / "fleet.out", tmp_path / "fleet.err"
     watcher = None
     try:
-        sub.wait_for(lambda ms: {m.topic for m in ms if json.loads(m.payload).get("state") == "online"}
+        # Both retained statuses name their sensor (the first one, at connect, may come before the sensor starts).
+        sub.wait_for(lambda ms: {m.topic for m in ms if json.loads(m.payload).get("state") == "online"
+                                 and json.loads(m.payload).get("sensors")}
                      == {"plant/press-01/status", "plant/press-02/status"}, 20)
         watcher = _watch(learning, out, err)  # any config naming the broker and prefix will do
         wait_until(lambda: len(_rows(_lines(out))) == 2, 15, what="the device table")
