@@ -47,6 +47,10 @@ def describe_alert(a: dict) -> str:
             f" (contribution {_num(r['contribution'])})" if isinstance(r.get("contribution"), (int, float)) else "")
             for r in reason if isinstance(r, dict)]
         detail = ", ".join(parts)
+        if isinstance(a.get("diagnosis"), dict):
+            from agent.diagnosis import diagnosis_text
+
+            detail += f"; diagnosis: {diagnosis_text(a['diagnosis'])}"
     elif kind == "iso10816":
         op = ">=" if level != "clear" else "<"
         what = f"velocity {_num(first.get('value'))} mm/s {op} {thr} mm/s"

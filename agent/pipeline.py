@@ -16,6 +16,7 @@ from typing import Callable
 
 from agent import iso10816, sensor_health
 from agent.aggregates import Aggregator
+from agent.diagnosis import SensorDiagnosis, diagnosis_text
 from agent.alert_state import condition
 from models.features import FeatureSpec, extract
 from agent.log_summary import LearningLog, summary_fields
@@ -92,6 +93,7 @@ class SensorPipeline:
         self.log = log
         self.stats = SensorStats()
         self.learning_log = LearningLog(log, self.sensor, sensor_cfg.detector.learn_seconds)
+        self.diagnosis = SensorDiagnosis.from_sensor_config(sensor_cfg, log)  # inert without `machine:`
 
     # -- waveform front end -------------------------------------------------------------
     def process(self, frame: Frame | FeatureVector) -> list[Score]:
@@ -115,6 +117,7 @@ class SensorPipeline:
             ts = frame.t_end - (self.stats.samples - end) / self.rate
             self.stats.windows += 1
             tainted = self._taint[0] < end < self._taint[1]
+            self.diagnosis.keep(window)
             scores.append(self.handle(FeatureVector(self.sensor, ts, extract(window, self.spec)),
                                       exclude="implausible" if tainted else None))
         return scores
@@ -136,6 +139,7 @@ class SensorPipeline:
         self.learning_log.update(vector.ts, ready)
         self.sensor_health.observe(vector.values)
         alerts = [self.policy.update(score), iso_alert]
+        alerts[0] = self.diagnosis.attach(alerts[0])
         for kind, event in events:
             if kind == "learned":
                 self._announce(event)
@@ -150,6 +154,7 @@ class SensorPipeline:
                     f"alert {alert.level}", sensor=self.sensor, kind=alert.kind, score=round(alert.score, 3),
                     threshold=alert.threshold, id=alert.id,
                     reason=", ".join(f"{f}={v:.4g}" for f, v, _ in alert.reason),
+                    **({"diagnosis": diagnosis_text(alert.diagnosis)} if alert.diagnosis else {}),
                 )
             self.emit(alert)
         for aggregate in self.aggregator.add(vector, value):

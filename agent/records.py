@@ -80,6 +80,7 @@ class Alert:
     reason: tuple[tuple[str, float, float], ...]
     kind: str = "anomaly"  # anomaly | iso10816 | sensor_offline ... (extends the contract)
     id: str = field(default="")
+    diagnosis: dict | None = None  # anomaly warning/alarm on a sensor with `machine:` (docs/diagnosis.md)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -101,6 +102,7 @@ class Alert:
                 {"feature": f, "value": round(float(v), 6), "contribution": round(float(c), 4)}
                 for f, v, c in self.reason
             ],
+            **({"diagnosis": self.diagnosis} if self.diagnosis is not None else {}),
         }
 
 

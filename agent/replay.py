@@ -9,7 +9,7 @@ INPUT is a CSV of low-rate records (each row is a feature vector already and ent
 `SensorPipeline.process`, one record per window), or a directory of burst captures (each burst
 becomes one feature vector through models/features.extract_batch, then `handle`). Everything after
 the features (detector, calibration, alert policy) is the daemon's own code. Output: one row per record,
-`timestamp,score,alert,level,ready,reason`.
+`timestamp,score,alert,level,ready,reason,diagnosis` (the fault named while in alert: docs/diagnosis.md).
 
 Without --config the recommended defaults for the kind of input apply (`default_sensor`, documented
 in config.yaml and docs/replay.md). With --config, the first sensor's detector and alerts sections
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.diagnosis import fault_name
+from agent.exit_codes import EXIT_OK, EXIT_USAGE  # one definition
 from drivers.recordings import InputError, Table, list_bursts, read_burst, read_csv, waveform_rate
-
-from agent.exit_codes import EXIT_OK, EXIT_USAGE  # noqa: E402 (one definition)
 SENSOR = "replay"
 
 # Recommended defaults per kind of input (config.yaml documents the same numbers).
@@ -69,7 +69,7 @@ class Result:
     alarm: float
     alerts: int
     seconds: float
-    extra: list  # per record: (policy level, ready 0/1, top reason feature)
+    extra: list  # per record: (policy level, ready 0/1, top reason feature, fault named while in alert or "")
     note: str = ""  # said on stderr and in the summary (e.g. the baseline never finished learning)
 
 
@@ -144,7 +144,7 @@ def _run(pipeline, vectors, ts: np.ndarray, train_rows: int, progress) -> tuple[
         s = pipeline.handle(vector)
         score[i] = s.value
         alert[i] = policy.active
-        extra.append((policy.level, int(s.ready), s.reason[0][0] if s.reason else ""))
+        extra.append((policy.level, int(s.ready), s.reason[0][0] if s.reason else "", fault_name(pipeline, ts[i])))
         if i % 256 == 0:
             progress(i)
     return score, alert, extra
@@ -227,6 +227,7 @@ def replay_bursts(directory: str, rate: float, sensor_cfg_for, columns: list[str
                 feats[idx] = extract_batch(np.stack([chunk[k] for k in idx]), spec)
             for k in range(len(chunk)):
                 shown[start + k] = feats[k, rms_cols]
+                pipeline.diagnosis.keep(chunk[k])  # the burst a record in alert is diagnosed on
                 yield FeatureVector(SENSOR, float(ts[start + k]), dict(zip(names, feats[k].tolist())))
 
     score, alert, extra = _run(pipeline, vectors(), ts, train_rows, progress)
@@ -269,7 +270,7 @@ def replay_waveform(table: Table, rate: float, sensor_cfg, train_rows: int = 0) 
         window = table.values[end - size:end]
         shown[j] = np.where(temps, window.mean(axis=0), window.std(axis=0))
         score[j], alert[j] = s.value, policy.active
-        extra.append((policy.level, int(s.ready), s.reason[0][0] if s.reason else ""))
+        extra.append((policy.level, int(s.ready), s.reason[0][0] if s.reason else "", fault_name(pipeline, win_ts[j])))
         if j % 64 == 0:
             progress(j)
     progress.close()
@@ -303,9 +304,9 @@ def write_csv(path: str, res: Result) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["timestamp", "score", "alert", "level", "ready", "reason"])
-        for stamp, s, a, (level, ready, reason) in zip(res.stamps, res.score.tolist(), res.alert.tolist(), res.extra):
-            w.writerow([stamp, f"{s:.9f}", a, level, ready, reason])
+        w.writerow(["timestamp", "score", "alert", "level", "ready", "reason", "diagnosis"])
+        for stamp, s, a, (level, ready, reason, *fault) in zip(res.stamps, res.score.tolist(), res.alert.tolist(), res.extra):
+            w.writerow([stamp, f"{s:.9f}", a, level, ready, reason, fault[0] if fault else ""])
     os.replace(tmp, path)
 
 

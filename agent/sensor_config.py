@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo, 
 from agent import config_rules as R
 from drivers.base import BUILTIN, driver_for
 from drivers.config import Name, Section, rule as _rule
+from models.diagnosis.machine import MachineConfig
 from models.feature_rules import DEFAULT_BANDS, default_bands, temperature_channels  # noqa: F401 (DEFAULT_BANDS re-exported)
 
 __all__ = ["AlertsConfig", "Band", "DEFAULT_BANDS", "DetectorConfig", "HealthSection", "IsoSection", "SENSOR_MODELS",
@@ -154,6 +155,7 @@ class SensorConfig(Section):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     iso10816: IsoSection = Field(default_factory=IsoSection)
     health: HealthSection = Field(default_factory=HealthSection)
+    machine: Optional[MachineConfig] = Field(None, description="shaft speed and bearing defect orders: fault diagnosis (docs/diagnosis.md)")
 
     @model_validator(mode="before")
     @classmethod
@@ -203,6 +205,14 @@ class SensorConfig(Section):
                     (i,), f"band {i} [{lo:g}, {hi:g}] Hz: hi must be <= sample_rate/2 = {nyquist:g} Hz"
                 )
         return bands
+
+    @field_validator("machine")
+    @classmethod
+    def _machine_fits(cls, machine: Optional[MachineConfig], info: ValidationInfo) -> Optional[MachineConfig]:
+        problem = machine.misfit(info.data.get("protocol"), info.data.get("channels")) if machine else None
+        if problem:
+            raise _rule(*problem)
+        return machine
 
     @field_validator("protocol")
     @classmethod

@@ -30,6 +30,7 @@ def document(*, started: float, cpu, workers: dict, models, levels, outbox, conf
             **w.counters(),
             "health": p.sensor_health.report(w.online),
             **({"iso10816": p.iso.state()} if p.iso.last_zone else {}),
+            **p.diagnosis.status(),
             **models.status(name),
             **(fleet.status(name) if fleet is not None else {}),
             **alert_status(levels, name, w),

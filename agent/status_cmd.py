@@ -16,6 +16,7 @@ import threading
 from agent import topics
 from agent import status_file
 from agent.alert_text import describe_alert
+from agent.diagnosis import diagnosis_text
 
 from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 
@@ -139,6 +140,8 @@ def render(doc: dict, source: str, device: str) -> str:
             lines.append("  alerts active: " + ", ".join(f"{k} {v}" for k, v in levels.items()))
         if isinstance(s.get("last_alert"), dict):
             lines.append("  last alert: " + describe_alert(s["last_alert"]))
+        if isinstance(s.get("diagnosis"), dict):  # docs/diagnosis.md
+            lines.append(f"  latest diagnosis ({s['diagnosis'].get('ts', '?')}): {diagnosis_text(s['diagnosis'])}")
         if s.get("error"):
             lines.append(f"  error: {s['error']}")
     return "\n".join(lines)

@@ -63,8 +63,8 @@ class SimulatedTransmitter:
             v = reg.sim
             feature = reg.name.split(".", 1)[1]
             if feature in _SCALED_BY_VELOCITY:
-                v *= self.factor * (3.0 if faulty and self.fault == "imbalance" else 1.0)
-            if faulty and self.fault in ("outer-race", "inner-race"):
+                v *= self.factor * (3.0 if faulty and self.fault in ("imbalance", "misalignment") else 1.0)
+            if faulty and self.fault in ("outer-race", "inner-race", "ball"):
                 if feature in ("kurtosis", "crest_factor"):
                     v *= 2.5
                 elif feature.startswith("hf_rms"):

@@ -17,7 +17,7 @@ class SimulatorConfig(Section):
     """The simulated machine of a `sim` sensor: shaft speed in rpm, an optional fault and when it starts."""
 
     rpm: float = Field(1780, gt=0, description="shaft speed")
-    fault: Optional[Literal["outer-race", "inner-race", "imbalance", "overheat"]] = None
+    fault: Optional[Literal["outer-race", "inner-race", "ball", "imbalance", "misalignment", "overheat"]] = None
     fault_at: float = Field(120.0, ge=0, description="seconds after start when the fault begins")
     seed: int = 0
 

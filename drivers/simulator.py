@@ -11,7 +11,12 @@ Signal model per radial/axial axis (acceleration, g):
   ~0.2 % and slows slightly with load (induction-motor slip);
 - broadband noise, plus noise filtered by one structural resonance (a lightly damped mode of the
   bearing housing, placed inside the sensor band);
-- bearing faults as impacts at the defect frequency that ring that resonance [1]_.
+- bearing faults as impacts at the defect frequency that ring that resonance [1]_: outer race at
+  BPFO (weakly modulated), inner race at BPFI (modulated once per turn as the defect passes the
+  load zone), ball at 2 x BSF (the defect strikes both races once per spin, modulated at the cage
+  frequency FTF as the ball passes through the load zone);
+- imbalance as a rotating 1x force (radial); misalignment as a 2x radial component and a large
+  axial 1x/2x (z is axial here) [2]_.
 
 Temperature (deg C) is ambient plus a load-driven rise through the housing's first-order thermal lag.
 
@@ -19,6 +24,8 @@ References
 ----------
 .. [1] R. B. Randall, J. Antoni, "Rolling element bearing diagnostics - A tutorial",
    Mechanical Systems and Signal Processing 25 (2011) 485-520.
+.. [2] ISO 13373-3:2015, Condition monitoring and diagnostics of machines - Vibration condition
+   monitoring - Part 3: Guidelines for vibration diagnosis.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FAULTS = ("outer-race", "inner-race", "imbalance", "overheat")
+FAULTS = ("outer-race", "inner-race", "ball", "imbalance", "misalignment", "overheat")
 CHANNELS = ("ax", "ay", "az", "temp")  # the only list of the simulated machine's channels
 TEMPERATURE_CHANNELS = ("temp",)  # deg C; the others are acceleration in g
 FAULT_RAMP_S = 5.0  # a seeded fault grows from nothing to full severity over this much machine time
@@ -73,11 +80,13 @@ _HARMONICS_G = np.array([[0.035, 0.012, 0.005], [0.030, 0.010, 0.004], [0.020, 0
 _NOISE_G = 0.015  # broadband acceleration noise per axis (g RMS)
 _RESONANT_NOISE_G = 0.010  # RMS of the resonance hump that running noise excites
 _RESONANCE_ZETA = 0.06  # damping ratio: the ringing decays in ~2 ms, as housing modes do
-_IMPACT_PEAK_G = {"outer-race": 0.8, "inner-race": 0.5}  # peak ringing on ax at full severity
+_IMPACT_PEAK_G = {"outer-race": 0.8, "inner-race": 0.5, "ball": 0.5}  # peak ringing on ax at full severity
 _IMPACT_AXIS_GAIN = np.array([1.0, 0.6, 0.25])  # the load acts radially, little reaches z
 _IMPACT_SPREAD = 0.15  # per-impact amplitude scatter (relative)
 _BPF_SLIP = 0.003  # rolling elements slip a little: real defect lines sit just below theory
 _IMBALANCE_GAIN = np.array([5.0, 5.0, 0.5])  # 1x grows x6 radially at full severity
+_MISALIGN_2X_GAIN = np.array([5.0, 5.0, 12.0])  # 2x grows x6 radially, x13 axially at full severity
+_MISALIGN_1X_AXIAL = np.array([0.0, 0.0, 4.0])  # angular misalignment: axial 1x grows x5
 _AMBIENT_C = 22.0
 _LOAD_RISE_C = 24.0  # steady-state rise at full load: ~40 C at the mean load of 0.75
 _THERMAL_TAU_S = 600.0  # housing thermal time constant
@@ -199,10 +208,12 @@ class Machine:
 
         if self.fault in _IMPACT_PEAK_G:
             f = defect_frequencies(self.rpm, self.bearing)
-            key = "bpfo" if self.fault == "outer-race" else "bpfi"
-            self._defect_order = f[key] / self._shaft_hz * (1 - _BPF_SLIP)  # impacts per shaft turn
-            # Inner-race defect rotates through the load zone once per turn: strong 1x modulation.
-            self._mod_depth = 0.1 if self.fault == "outer-race" else 0.8
+            rate = {"outer-race": f["bpfo"], "inner-race": f["bpfi"], "ball": 2 * f["bsf"]}[self.fault]
+            self._defect_order = rate / self._shaft_hz * (1 - _BPF_SLIP)  # impacts per shaft turn
+            # Inner-race defect rotates through the load zone once per turn: strong 1x modulation;
+            # a ball defect passes through it with the cage: modulation at FTF.
+            self._mod_depth = {"outer-race": 0.1, "inner-race": 0.8, "ball": 0.8}[self.fault]
+            self._mod_order = f["ftf"] / self._shaft_hz if self.fault == "ball" else 1.0
             self._mod_phase = params.uniform(0, 2 * np.pi)
 
     def _severity(self, t: np.ndarray) -> np.ndarray:
@@ -227,6 +238,10 @@ class Machine:
         accel = basis @ self._coef
         if self.fault == "imbalance":
             accel += (self._severity(t)[:, None] * (basis[:, :2] @ self._coef[:2])) * _IMBALANCE_GAIN
+        elif self.fault == "misalignment":
+            sev = self._severity(t)[:, None]
+            accel += sev * ((basis[:, 2:4] @ self._coef[2:4]) * _MISALIGN_2X_GAIN
+                            + (basis[:, :2] @ self._coef[:2])[:, [2, 2, 2]] * _MISALIGN_1X_AXIAL)
 
         load = 0.75 + self._load.value(t)
         z = self._noise_rng.standard_normal((n, 7))  # 3 broadband, 3 resonance excitation, 1 temp
@@ -270,8 +285,8 @@ class Machine:
         frac = (k[hit + 1] - before) / (after - before)  # 0..1 from sample hit-1 to hit
         th = t[hit]
         amp = np.clip(1 + _IMPACT_SPREAD * self._impact_rng.standard_normal(hit.size), 0.0, None)
-        shaft_angle = 2 * np.pi * turns_ext[hit + 1]
-        amp *= 1 - self._mod_depth / 2 + self._mod_depth / 2 * np.cos(shaft_angle + self._mod_phase)
+        load_angle = 2 * np.pi * self._mod_order * turns_ext[hit + 1]  # shaft (races) or cage (ball)
+        amp *= 1 - self._mod_depth / 2 + self._mod_depth / 2 * np.cos(load_angle + self._mod_phase)
         amp *= _IMPACT_PEAK_G[self.fault] * self._severity(th)
         # time hit-1+frac, delayed one sample: weight (1-frac) on `hit`, frac on `hit+1`
         train += np.bincount(hit, weights=amp * (1 - frac), minlength=n + 1)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from agent import config as config_mod
 from agent.config import ConfigError, default_config_path, json_schema, load_config, parse_config
+from models.diagnosis.machine import BearingOrders, MachineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = sorted(p for p in (Path(__file__).parent / "cases" / "config").iterdir() if p.is_dir())
@@ -48,7 +49,8 @@ def test_shipped_config_documents_every_key():
               config_mod.SensorConfig, *config_mod.SENSOR_MODELS.values(), config_mod.WindowConfig,
               config_mod.SimulatorConfig, config_mod.RegisterConfig,
               config_mod.DetectorConfig, config_mod.AlertsConfig, config_mod.AggregatesConfig,
-              config_mod.LoggingConfig, config_mod.ModelsConfig, config_mod.DeviceConfig, config_mod.FleetConfig]
+              config_mod.LoggingConfig, config_mod.ModelsConfig, config_mod.DeviceConfig, config_mod.FleetConfig,
+              MachineConfig, BearingOrders]
     missing = [f"{m.__name__}.{k}" for m in models for k in m.model_fields if f"{k}:" not in text]
     assert missing == []
 
