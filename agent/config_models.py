@@ -120,6 +120,9 @@ class MqttConfig(Section):
     max_packet_bytes: Optional[int] = Field(
         None, ge=512, le=268_435_455, description="the broker's packet limit; larger messages are set aside, not sent"
     )
+    commands: bool = Field(False, description="accept signed remote commands (model push) on P/D/cmd/+ (docs/fleet.md)")
+    command_max_age_s: float = Field(300.0, ge=10, le=86_400, description="older commands are refused (replay window)")
+    command_max_bytes: int = Field(16 * 2**20, ge=4096, le=268_435_455, description="larger commands are refused")
 
     _device_id: str = PrivateAttr(default="")  # set by Config, for effective_client_id
 
@@ -228,11 +231,15 @@ class Config(Section):
                 where = f"sensors[{first[sensor.name]}]"
                 raise _rule(("sensors", i, "name"), f"duplicate sensor name '{sensor.name}' (also {where})")
             first[sensor.name] = i
+            if sensor.name == "cmd":  # P/D/cmd/... carries commands (docs/fleet.md)
+                raise _rule(("sensors", i, "name"), "'cmd' is reserved for the command topics P/D/cmd/...")
             if sensor.detector.bundle is not None and not self.models.trusted_keys:
                 raise _rule(
                     ("sensors", i, "detector", "bundle"),
                     "bundles are verified before loading: list their public keys in models.trusted_keys",
                 )
+        if self.mqtt.commands and not self.models.trusted_keys:
+            raise _rule(("mqtt", "commands"), "commands are verified first: list their public keys in models.trusted_keys")
         _check_fleet(self)
         self.mqtt._device_id = self.device.id
         return self

@@ -17,6 +17,10 @@ entry on the status topic, and the running model keeps running. A failure at sta
 back to the streaming detector learned on the device. Writing a bundle: build it next to the
 watched path and ``mv`` it into place (one rename), or copy it in; the settle poll covers both.
 
+Bundles pushed over MQTT (agent/commands.py) go through the same `load` and `swap_in`; the one
+pushed last runs at start in place of `detector.bundle` (agent/pushed_bundles.py), until a local
+bundle is swapped in later and retires it.
+
 onnxruntime and cryptography are imported only when a bundle is configured.
 """
 
@@ -121,10 +125,12 @@ class Guarded:
 class ModelManager:
     """Bundles per sensor: initial load, polling, swapping, refusals (see module docstring)."""
 
-    def __init__(self, trusted_keys, log, poll_s: float = 2.0) -> None:
+    def __init__(self, trusted_keys, log, poll_s: float = 2.0, storage_dir: str | None = None) -> None:
         self.trusted_keys = [str(k) for k in trusted_keys]
         self.log = log
         self.poll_s = poll_s
+        self.storage_dir = storage_dir  # where pushed bundles are kept (agent/pushed_bundles.py)
+        self._pipelines: dict[str, object] = {}
         self._watch: dict[str, dict] = {}  # sensor -> {path, pipeline, features, loaded_fp, pending}
         self._status: dict[str, dict] = {}
         self._next = 0.0
@@ -154,6 +160,10 @@ class ModelManager:
             raise BundleError("model gives a non-finite score on a typical vector")
         return model, bundle
 
+    def load(self, sensor: str, path: str, features: list[str]):
+        """(model, bundle) of the bundle at `path`, verified and smoke-tested; BundleError with the reason."""
+        return self._load(sensor, path, features)
+
     def _refuse(self, sensor: str, path: str, reason: str) -> None:
         self.log.error("model bundle refused; keeping the running model", sensor=sensor, bundle=path, reason=reason)
         self._status.setdefault(sensor, {})["model_refused"] = {
@@ -170,30 +180,52 @@ class ModelManager:
         """The bundle model a sensor starts with, or None (no bundle, or refused: learn on the device)."""
         path = sensor_cfg.detector.bundle
         self._status.pop(sensor_cfg.name, None)
+        pushed = self._initial_pushed(sensor_cfg)  # pushed last over MQTT: it runs, the configured one waits
         if path is None:
-            return None
+            return pushed
         from models.bundle import BundleError
 
         path, features = str(path), sensor_features(sensor_cfg)
         fp = _fingerprint(path)
-        try:
-            model, bundle = self._load(sensor_cfg.name, path, features)
-        except BundleError as exc:
-            self._refuse(sensor_cfg.name, candidate(path), str(exc) + "; learning on the device instead")
-            model = None
-        else:
-            self._accepted(sensor_cfg.name, model, bundle)
-            self.log.info("model bundle loaded", sensor=sensor_cfg.name, model=model.model, bundle=bundle.path)
+        model = pushed
+        if model is None:
+            try:
+                model, bundle = self._load(sensor_cfg.name, path, features)
+            except BundleError as exc:
+                self._refuse(sensor_cfg.name, candidate(path), str(exc) + "; learning on the device instead")
+                model = None
+            else:
+                self._accepted(sensor_cfg.name, model, bundle)
+                self.log.info("model bundle loaded", sensor=sensor_cfg.name, model=model.model, bundle=bundle.path)
         self._watch[sensor_cfg.name] = {"path": path, "features": features, "loaded_fp": fp, "pending": None,
                                         "pipeline": None}
         return model
 
+    def _initial_pushed(self, sensor_cfg):
+        """The bundle last pushed to this sensor over MQTT (agent/commands.py), verified again, or None."""
+        from agent import pushed_bundles
+        from models.bundle import BundleError
+
+        path = pushed_bundles.current(self.storage_dir, sensor_cfg.name)
+        if path is None:
+            return None
+        try:
+            model, bundle = self._load(sensor_cfg.name, path, sensor_features(sensor_cfg))
+        except BundleError as exc:
+            self._refuse(sensor_cfg.name, path, f"pushed bundle: {exc}; using the configured model instead")
+            return None
+        self._accepted(sensor_cfg.name, model, bundle)
+        self.log.info("pushed model bundle loaded", sensor=sensor_cfg.name, model=model.model, bundle=path)
+        return model
+
     def attach(self, sensor: str, pipeline) -> None:
+        self._pipelines[sensor] = pipeline
         if sensor in self._watch:
             self._watch[sensor]["pipeline"] = pipeline
 
     def detach(self, sensor: str) -> None:
         self._watch.pop(sensor, None)
+        self._pipelines.pop(sensor, None)
 
     def retarget(self, worker, old_cfg, new_cfg) -> bool:
         """On reload: when only `detector.bundle` changed, swap in place instead of restarting."""
@@ -236,6 +268,16 @@ class ModelManager:
         except BundleError as exc:
             self._refuse(sensor, candidate(w["path"]), str(exc))
             return
+        self.swap_in(sensor, model, bundle)
+        from agent import pushed_bundles
+
+        if pushed_bundles.retire(self.storage_dir, sensor):  # installed last, runs after a restart
+            self.log.info("pushed bundle retired: the local bundle replaced it", sensor=sensor)
+
+    def swap_in(self, sensor: str, model, bundle) -> None:
+        """Put a loaded, verified bundle model into the sensor's pipeline between two windows,
+        guarded: its first failure rolls back to the model that ran before."""
+        pipeline = self._pipelines[sensor]
         previous = pipeline.model
         if isinstance(previous, Guarded):  # one level of history: what runs now
             previous = previous.current
@@ -243,6 +285,9 @@ class ModelManager:
 
         def rollback(guard: Guarded, reason: str, sensor=sensor, path=bundle.path) -> None:
             self._refuse(sensor, path, f"rolled back after the swap: {reason}")
+            from agent import pushed_bundles
+
+            pushed_bundles.roll_back(self.storage_dir, sensor, path)  # a restart must not run it again
             entry = self._status.get(sensor, {})
             entry["bundle"] = {**entry.get("bundle", {}), "version": guard.fallback.version,
                                "rolled_back": True}
@@ -250,6 +295,14 @@ class ModelManager:
         pipeline.model = Guarded(model, previous, rollback)
         self._accepted(sensor, model, bundle)
         self.log.info("model bundle swapped in", sensor=sensor, model=model.model, previous=before, bundle=bundle.path)
+
+    def running_bundle_version(self, sensor: str) -> str | None:
+        """Version of the bundle the sensor scores with now; None for a model learned on the device."""
+        pipeline = self._pipelines.get(sensor)
+        if pipeline is None:
+            return None
+        model = pipeline.model.current if isinstance(pipeline.model, Guarded) else pipeline.model
+        return None if model.learns else str(model.version)  # a ScoringModel (models/base.py)
 
     def status(self, sensor: str) -> dict:
         """Extra fields for the sensor's entry on the status topic."""

@@ -328,3 +328,7 @@ def add_parser(sub) -> None:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     p.set_defaults(func=cmd_info)
+
+    from agent.push_cli import add_parser as add_push_parser
+
+    add_push_parser(msub)  # `model push`: a signed bundle to a gateway over MQTT (docs/fleet.md)

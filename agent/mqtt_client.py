@@ -49,9 +49,11 @@ class Subscription:
         self._subscribed = threading.Event()
         self._failure: str | None = None
         self.lost = threading.Event()
+        # Shared subscriptions ($share/GROUP/...) are MQTT 5; everything else stays 3.1.1 (any broker).
+        v5 = any(t.startswith("$share/") for t in topics)
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id=f"{mqtt_cfg.effective_client_id}-{role}-{os.getpid()}",
-                                  protocol=mqtt.MQTTv311, clean_session=True)
+                                  protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else True)
         if mqtt_cfg.username is not None:
             self.client.username_pw_set(mqtt_cfg.username, password(mqtt_cfg, config_path))
         if mqtt_cfg.tls is not None:

@@ -17,6 +17,7 @@ import time
 
 from agent import __version__, privacy_setup, status, status_file, topics
 from agent.alert_state import AlertLevels
+from agent.commands import CommandChannel
 from agent.config import Config, ConfigError, load_config
 from agent.control import ControlServer, serve, socket_path
 from agent.discovery import DiscoveryFeed
@@ -58,8 +59,10 @@ class Service:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.workers: dict[str, SensorWorker] = {}
-        self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s)  # bundles
+        self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s,
+                                   storage_dir=self.storage_dir)  # bundles, also those pushed over MQTT
         self.fleet = FleetShare(log, __version__)  # federated baselines: shares and prior (docs/federated.md)
+        self.commands = CommandChannel(self)  # signed remote commands (mqtt.commands), agent/commands.py
         self._dropped_logged = 0
         self._warn_drop = Every(30.0)
         self.levels = AlertLevels(str(self.cfg.storage.dir))
@@ -257,6 +260,7 @@ class Service:
                 self.outbox.flush_unsaved()
                 self.outbox.retry()
                 self.models.poll()
+                self.commands.poll() and self.publisher.announce()  # a command's result, published at once
                 if self.healthy():
                     if self.notifier.watchdog_interval:
                         self.notifier.watchdog()
@@ -294,6 +298,7 @@ class Service:
         self.log.info("stopping: sensors first, then the publisher; pending messages stay in the outbox")
         for name in list(self.workers):
             self._stop_worker(name)
+        self.commands.stop()
         if self.publisher is not None:
             self.publisher.stop()
         if self.outbox is not None:
@@ -324,9 +329,10 @@ class Service:
     # -- health ----------------------------------------------------------------------------
     def health(self) -> dict:
         """The status document (agent/status.py) of this service, now."""
-        return status.document(started=self.started, cpu=self.cpu, workers=self.workers, models=self.models,
-                               levels=self.levels, outbox=self.outbox, config_path=self.config_path,
-                               last_reload=self.last_reload, fleet=self.fleet)
+        doc = status.document(started=self.started, cpu=self.cpu, workers=self.workers, models=self.models,
+                              levels=self.levels, outbox=self.outbox, config_path=self.config_path,
+                              last_reload=self.last_reload, fleet=self.fleet)
+        return {**doc, "commands": self.commands.status()}  # remote commands (agent/commands.py)
 
     def summary(self) -> str:
         n = len(self.workers)

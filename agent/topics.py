@@ -5,12 +5,16 @@ and the `status` / `watch` commands.
     <topic_prefix>/<device>/<sensor>/alert               alert events (QoS 1)
     <topic_prefix>/<device>/<sensor>/aggregate           per-interval aggregates (QoS 1)
     <discovery_prefix>/device/pdm-agent-<device>/config  Home Assistant discovery (retained)
+    <topic_prefix>/<device>/cmd/<name>                   signed commands, received (mqtt.commands)
+    $share/<group>/<topic filter>                        an MQTT 5 shared subscription (consumers)
     <topic_prefix>/fleet/<machine_type>/baseline/<device>/<sensor>   fleet baseline share (retained)
 
 >>> record("pdm", "gw-1", "pump1", "alert"), status("pdm", "gw-1")
 ('pdm/gw-1/pump1/alert', 'pdm/gw-1/status')
 >>> discovery("homeassistant", "gw-1")
 'homeassistant/device/pdm-agent-gw-1/config'
+>>> command("pdm", "gw-1", "model-push"), shared("oncall", record("pdm", "+", "+", "alert"))
+('pdm/gw-1/cmd/model-push', '$share/oncall/pdm/+/+/alert')
 >>> fleet_baseline("pdm", "pump-a", "gw-1", "pump1")
 'pdm/fleet/pump-a/baseline/gw-1/pump1'
 """
@@ -36,6 +40,16 @@ def record(prefix: str, device: str, sensor: str, kind: str) -> str:
 
 def discovery(discovery_prefix: str, device: str) -> str:
     return f"{discovery_prefix}/device/pdm-agent-{device}/config"
+
+
+def command(prefix: str, device: str, name: str) -> str:
+    """A signed command's topic (agent/commands.py, docs/fleet.md); `name` may be ``+``."""
+    return join(prefix, device, "cmd", name)
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """The MQTT 5 shared subscription of `group` to `topic_filter`: each message to one member."""
+    return f"$share/{group}/{topic_filter}"
 
 
 def fleet_baseline(prefix: str, machine_type: str, device: str, sensor: str) -> str:

@@ -27,6 +27,10 @@ def add_arguments(p) -> None:
     p.add_argument("--count", type=int, metavar="N", help="exit 0 after N messages (default: run until interrupted)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="seconds to wait for the broker at start before exit 1 (default 10)")
+    p.add_argument("--fleet", action="store_true", help="every device under the topic prefix (online/offline, "
+                   "worst level, sensors learning), then all their alerts (agent/fleet_view.py)")
+    p.add_argument("--share", metavar="GROUP", help="MQTT 5 shared subscription $share/GROUP/... for the alerts: "
+                   "consumers in one group split them, each alert to one of them (docs/fleet.md)")
 
 
 def main(args) -> int:
@@ -43,8 +47,19 @@ def main(args) -> int:
     if not args.timeout > 0:
         print(f"--timeout: must be a number of seconds > 0; got {args.timeout:g}", file=sys.stderr)
         return EXIT_USAGE
+    if args.share is not None and (not args.share or any(c in args.share for c in "/+#")):
+        print(f"--share: a group name without '/', '+' or '#'; got {args.share!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.fleet and args.aggregates:
+        print("--aggregates: not with --fleet (the fleet view follows alerts)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.fleet:
+        from agent.fleet_view import run
+
+        return run(args, cfg, path)
     kinds = ("alert", "aggregate") if args.aggregates else ("alert",)
     subscribe = [topics.record(cfg.mqtt.topic_prefix, cfg.device.id, args.sensor or "+", kind) for kind in kinds]
+    subscribe = [topics.shared(args.share, t) for t in subscribe] if args.share else subscribe
     inbox: queue.Queue = queue.Queue()
     sub = Subscription(cfg.mqtt, subscribe, lambda t, p, r: inbox.put((t, p)), role="watch", config_path=path)
     try:
