@@ -293,3 +293,19 @@ def test_config_check_says_in_words_when_the_sample_rate_cannot_see_the_bearing_
                       + machine)
     assert main(["config", "check", "--config", str(config)]) == 0
     assert "machine" not in capsys.readouterr().err
+
+
+def test_an_axial_channel_that_is_a_temperature_channel_is_refused_not_ignored(tmp_path, capsys):
+    """The diagnosis reads vibration channels only: `axial_channel: temp` would silently be
+    dropped (misalignment judged on 2x alone), so it is an error at its key."""
+    from agent.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text("device: {id: gw1}\nsensors:\n  - name: pump1\n    protocol: sim\n"
+                      "    machine: {rpm: 1780, axial_channel: temp}\n")
+    assert main(["config", "check", "--config", str(config)]) != 0
+    err = capsys.readouterr().err
+    assert "sensors[0].machine.axial_channel: 'temp' is a temperature channel" in err
+    config.write_text("device: {id: gw1}\nsensors:\n  - name: pump1\n    protocol: sim\n"
+                      "    machine: {rpm: 1780, axial_channel: az}\n")
+    assert main(["config", "check", "--config", str(config)]) == 0

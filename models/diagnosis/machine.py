@@ -60,13 +60,19 @@ class MachineConfig(_Section):
             raise ValueError(f"duplicate bearing name {dupes[0]!r}")
         return self
 
-    def misfit(self, protocol: str | None, channels: list[str] | None) -> tuple[tuple, str] | None:
-        """Why this machine cannot be diagnosed on a sensor with `protocol` and `channels`, as
-        (key path relative to `machine`, message), or None when it fits."""
+    def misfit(self, protocol: str | None, channels: list[str] | None,
+               temperatures: list[str] | None = None) -> tuple[tuple, str] | None:
+        """Why this machine cannot be diagnosed on a sensor with `protocol`, `channels` and
+        `temperatures` (its temperature channels), as (key path relative to `machine`, message),
+        or None when it fits."""
         if protocol == "modbus":  # diagnosis reads waveforms; a transmitter sends features
             return (), "fault diagnosis needs the waveform; a modbus transmitter sends features only"
         if self.axial_channel is not None and channels and self.axial_channel not in channels:
             return ("axial_channel",), f"'{self.axial_channel}' is not one of channels {channels}"
+        if self.axial_channel is not None and self.axial_channel in (temperatures or ()):
+            # the diagnosis reads vibration channels only: it would be ignored without a word
+            return ("axial_channel",), (f"'{self.axial_channel}' is a temperature channel (temperature_channels "
+                                        f"{temperatures}); the axial channel must be a vibration one")
         return None
 
     @property
