@@ -309,3 +309,16 @@ def test_an_axial_channel_that_is_a_temperature_channel_is_refused_not_ignored(t
     config.write_text("device: {id: gw1}\nsensors:\n  - name: pump1\n    protocol: sim\n"
                       "    machine: {rpm: 1780, axial_channel: az}\n")
     assert main(["config", "check", "--config", str(config)]) == 0
+
+
+def test_swapped_bpfo_and_bpfi_are_refused_in_words(tmp_path, capsys):
+    """BPFO < BPFI for every bearing; swapped, every outer-race defect would be named inner_race."""
+    from agent.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text("device: {id: gw1}\nsensors:\n  - name: pump1\n    protocol: sim\n"
+                      "    machine:\n      rpm: 1780\n      bearings:\n"
+                      "        - {name: de, bpfo: 5.415, bpfi: 3.585, bsf: 2.357, ftf: 0.398}\n")
+    assert main(["config", "check", "--config", str(config)]) != 0
+    err = capsys.readouterr().err
+    assert "sensors[0].machine.bearings[0]: bpfo (5.415) must be below bpfi (3.585)" in err and "swapped?" in err

@@ -39,6 +39,15 @@ class BearingOrders(_Section):
     bsf: float = Field(gt=0, le=100, description="ball spin frequency (orders)")
     ftf: float = Field(gt=0, lt=1, description="fundamental train (cage) frequency (orders)")
 
+    @model_validator(mode="after")
+    def _outer_below_inner(self) -> BearingOrders:
+        # n/2 (1 - r) < n/2 (1 + r) for every bearing (r > 0): swapped orders would name an
+        # inner-race defect `outer_race` and the reverse, with full confidence
+        if self.bpfo >= self.bpfi:
+            raise ValueError(f"bpfo ({self.bpfo:g}) must be below bpfi ({self.bpfi:g}): "
+                             f"BPFO = n/2 (1 - d/D cos a) < BPFI = n/2 (1 + d/D cos a); swapped?")
+        return self
+
 
 class MachineConfig(_Section):
     """`sensors[].machine`: shaft speed (`shaft_hz` or `rpm`, exactly one) and bearings."""
