@@ -41,6 +41,31 @@ def hop_seconds(sensor) -> float:
     return cadence_s(sensor)
 
 
+def _defects_beyond_nyquist(sensor) -> list[tuple[tuple, str]]:
+    """The bearing faults `sensor` cannot diagnose because fewer than two harmonics of their
+    defect frequency (order x speed, + speed_tolerance) fit below sample_rate / 2: they would
+    only ever be `unknown`, so say so in words (key, message)."""
+    machine = getattr(sensor, "machine", None)
+    if machine is None or not machine.bearings or sensor.protocol == "modbus":
+        return []
+    from models.diagnosis.bearings import defect_orders
+
+    nyquist = sensor.sample_rate / 2
+    top = machine.shaft_frequency * (1 + machine.speed_tolerance)
+    out = []
+    for j, bearing in enumerate(machine.bearings):
+        blind = {fault: order * top for fault, order in defect_orders(bearing).items() if 2 * order * top > nyquist}
+        if blind:
+            need = 4 * max(blind.values())
+            what = ", ".join(f"{fault} ({hz:.0f} Hz)" for fault, hz in blind.items())
+            out.append((("bearings", j),
+                        f"bearing {bearing.name} at {machine.shaft_frequency * 60:g} rpm: {what} cannot be diagnosed "
+                        f"at sample_rate {sensor.sample_rate:g} Hz (two harmonics of a defect frequency must fit "
+                        f"below {nyquist:g} Hz); these faults will only be reported as unknown. A sample_rate of "
+                        f"{need:.0f} Hz or more sees them all"))
+    return out
+
+
 def config_warnings(cfg: Config, text: str, source: str) -> list[str]:
     """Warnings about a validated config, as `path.to.key: message (SOURCE:LINE)`.
 
@@ -57,6 +82,7 @@ def config_warnings(cfg: Config, text: str, source: str) -> list[str]:
             found.append((("sensors", i, "port"),
                           f"{sensor.port} does not exist (yet): the agent starts anyway and opens it when it "
                           f"appears (a USB adapter not plugged in? a typo?)"))
+        found.extend((("sensors", i, "machine", *key), msg) for key, msg in _defects_beyond_nyquist(sensor))
     interval = cfg.aggregates.interval
     for sensor in cfg.sensors:
         hop = hop_seconds(sensor)

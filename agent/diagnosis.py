@@ -13,6 +13,7 @@ a diagnosis: the diagnosis never holds back or loses an alert.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 
@@ -94,3 +95,23 @@ def diagnosis_text(d: dict) -> str:
     if d.get("fault") == "unknown" or not d.get("component"):
         return str(d.get("fault"))
     return f"{d.get('fault')} on {d.get('component')} (confidence {float(d.get('confidence', 0)):.2f})"
+
+
+def alert_bytes(alert: Alert, topic: str, max_packet_bytes: int | None) -> tuple[bytes, str | None]:
+    """The alert's JSON payload, small enough for `max_packet_bytes` (mqtt, the broker's limit)
+    when only its diagnosis makes it too large: first the diagnosis' `evidence` is left out, then
+    the whole diagnosis. An alert must never be set aside because of the diagnosis riding on it.
+    Returns (payload, what was left out in words, or None)."""
+    from agent.broker_faults import packet_size
+
+    def encode(a: Alert) -> bytes:
+        return json.dumps(a.payload(), separators=(",", ":")).encode()
+
+    payload = encode(alert)
+    if max_packet_bytes is None or alert.diagnosis is None or packet_size(topic, payload) <= max_packet_bytes:
+        return payload, None
+    lean = dataclasses.replace(alert, diagnosis={**alert.diagnosis, "evidence": {}})
+    payload = encode(lean)
+    if packet_size(topic, payload) <= max_packet_bytes:
+        return payload, "the diagnosis' evidence"
+    return encode(dataclasses.replace(alert, diagnosis=None)), "the diagnosis"

@@ -209,7 +209,8 @@ class SensorConfig(Section):
     @field_validator("machine")
     @classmethod
     def _machine_fits(cls, machine: Optional[MachineConfig], info: ValidationInfo) -> Optional[MachineConfig]:
-        problem = machine.misfit(info.data.get("protocol"), info.data.get("channels")) if machine else None
+        problem = machine.misfit(info.data.get("protocol"), info.data.get("channels"),
+                                 info.data.get("temperature_channels")) if machine else None
         if problem:
             raise _rule(*problem)
         return machine

@@ -20,6 +20,7 @@ from agent.alert_state import AlertLevels
 from agent.commands import CommandChannel
 from agent.config import Config, ConfigError, load_config
 from agent.control import ControlServer, serve, socket_path
+from agent.diagnosis import alert_bytes
 from agent.discovery import DiscoveryFeed
 from agent.fleet_share import FleetShare
 from agent.health import CpuMeter
@@ -118,9 +119,15 @@ class Service:
 
     def _emit(self, record: Alert | Aggregate) -> None:
         kind = "alert" if isinstance(record, Alert) else "aggregate"
-        payload = json.dumps(record.payload(), separators=(",", ":")).encode()
-        self.outbox.offer(topics.record(self.cfg.mqtt.topic_prefix, self.cfg.device.id, record.sensor, kind),
-                          payload, kind, record.sensor)
+        topic = topics.record(self.cfg.mqtt.topic_prefix, self.cfg.device.id, record.sensor, kind)
+        if isinstance(record, Alert):
+            payload, left_out = alert_bytes(record, topic, self.cfg.mqtt.max_packet_bytes)
+            if left_out:
+                self.log.warning(f"alert over mqtt.max_packet_bytes with its diagnosis: sent without {left_out}",
+                                 sensor=record.sensor, id=record.id, max_packet_bytes=self.cfg.mqtt.max_packet_bytes)
+        else:
+            payload = json.dumps(record.payload(), separators=(",", ":")).encode()
+        self.outbox.offer(topic, payload, kind, record.sensor)
         if isinstance(record, Alert):
             try:
                 self.levels.record(record)

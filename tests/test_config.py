@@ -271,3 +271,54 @@ def test_a_key_of_another_protocol_is_an_error_at_the_key_the_operator_wrote():
     assert errors_of(modbus) == ["sensors[0].pol_interval: unknown key 'pol_interval'; did you mean 'poll_interval'? (c.yaml:3)"]
     sim = parse_config("device: {id: gw}\nsensors: [{name: p, protocol: sim, simulator: {rpm: 900}}]").sensors[0]
     assert sim.simulator.rpm == 900 and not hasattr(sim, "slave_id")
+
+
+def test_config_check_says_in_words_when_the_sample_rate_cannot_see_the_bearing_defects(tmp_path, capsys):
+    """A 200 Hz sensor on a 1780 rpm machine: BPFO is 106 Hz, beyond Nyquist. The diagnosis can
+    only ever answer `unknown` for those faults, so `config check` says so (valid: exit 0)."""
+    from agent.cli import main
+
+    config = tmp_path / "config.yaml"
+    machine = ("    machine:\n      rpm: 1780\n      bearings:\n"
+               "        - {name: de, bpfo: 3.585, bpfi: 5.415, bsf: 2.357, ftf: 0.398}\n")
+    config.write_text("device: {id: gw1}\nsensors:\n  - name: pump1\n    protocol: sim\n    sample_rate: 200\n"
+                      "    window: {size: 1024}\n" + machine)
+    assert main(["config", "check", "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    line = next(w for w in err.splitlines() if "machine" in w)
+    assert line.startswith("warning: sensors[0].machine.bearings[0]: bearing de at 1780 rpm: outer_race (112 Hz)")
+    assert "cage" not in line  # FTF, 12 Hz, is still seen
+    assert "only be reported as unknown" in line and "675 Hz or more" in line and f"({config}:10)" in line
+    config.write_text("device: {id: gw1}\nsensors:\n  - name: pump1\n    protocol: sim\n    sample_rate: 3200\n"
+                      + machine)
+    assert main(["config", "check", "--config", str(config)]) == 0
+    assert "machine" not in capsys.readouterr().err
+
+
+def test_an_axial_channel_that_is_a_temperature_channel_is_refused_not_ignored(tmp_path, capsys):
+    """The diagnosis reads vibration channels only: `axial_channel: temp` would silently be
+    dropped (misalignment judged on 2x alone), so it is an error at its key."""
+    from agent.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text("device: {id: gw1}\nsensors:\n  - name: pump1\n    protocol: sim\n"
+                      "    machine: {rpm: 1780, axial_channel: temp}\n")
+    assert main(["config", "check", "--config", str(config)]) != 0
+    err = capsys.readouterr().err
+    assert "sensors[0].machine.axial_channel: 'temp' is a temperature channel" in err
+    config.write_text("device: {id: gw1}\nsensors:\n  - name: pump1\n    protocol: sim\n"
+                      "    machine: {rpm: 1780, axial_channel: az}\n")
+    assert main(["config", "check", "--config", str(config)]) == 0
+
+
+def test_swapped_bpfo_and_bpfi_are_refused_in_words(tmp_path, capsys):
+    """BPFO < BPFI for every bearing; swapped, every outer-race defect would be named inner_race."""
+    from agent.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text("device: {id: gw1}\nsensors:\n  - name: pump1\n    protocol: sim\n"
+                      "    machine:\n      rpm: 1780\n      bearings:\n"
+                      "        - {name: de, bpfo: 5.415, bpfi: 3.585, bsf: 2.357, ftf: 0.398}\n")
+    assert main(["config", "check", "--config", str(config)]) != 0
+    err = capsys.readouterr().err
+    assert "sensors[0].machine.bearings[0]: bpfo (5.415) must be below bpfi (3.585)" in err and "swapped?" in err

@@ -199,3 +199,15 @@ def test_bad_window_and_bad_machine_are_clear_errors():
 def test_no_bearings_only_shaft_faults():
     d = diagnose(impacts(1, 3.585 * SHAFT), FS, MachineConfig(shaft_hz=SHAFT), CH)
     assert d.fault == "unknown" and "best_bearing_pattern" not in d.evidence
+
+
+@pytest.mark.parametrize("rpm, fs", [(1780, 200.0), (30000, 3200.0)])
+def test_defect_lines_beyond_nyquist_give_unknown_not_a_confident_fault(rpm, fs):
+    """A sensor too slow for the bearing's defect orders (or a shaft far faster than it) cannot
+    measure the decoys' null: plain noise must not be named a fault (it was called `cage` at 0.56)."""
+    m = MachineConfig(rpm=rpm, bearings=[SKF6205])
+    for seed in range(4):
+        x = np.random.default_rng(seed).normal(size=(1024, 2))
+        d = diagnose(x, fs, m, ("ax", "ay")).payload()
+        assert d["fault"] == "unknown", (seed, d)
+        assert d["confidence"] == 0.0

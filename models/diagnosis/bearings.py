@@ -27,6 +27,7 @@ from models.diagnosis.kurtogram import Band, fast_kurtogram, squared_envelope_sp
 
 HARMONICS = 3  # lines per defect series: the same for every fault, so their scores compare
 BAND_FACTOR = 3.2  # the demodulated band must be wider than ~3 harmonics of the fastest defect
+HARMONICS_NEEDED = 2  # a series (decoys included) is measured only with at least two lines in the spectrum
 
 
 def defect_orders(bearing) -> dict[str, float]:
@@ -65,7 +66,12 @@ def bearing_patterns(x: np.ndarray, fs: float, bearings, shaft_hz: float, tolera
     scores = np.stack([series_scores(ratio, df, freqs, HARMONICS, grid) for _, _, ratio in reads])
     best_read, best = scores.argmax(axis=0), scores.max(axis=0)
     p = len(patterns)
-    null = float(np.median(best[p:])) if len(freqs) > p else 0.0
+    # only decoys with two harmonics inside the spectrum measure the null: one beyond Nyquist
+    # scores 0 dB, and a null of 0 would let any chance line pass (a 200 Hz sensor called 'cage')
+    measurable = HARMONICS_NEEDED * freqs[p:] * (1 + tolerance) / df + 1 < half
+    if not measurable.any():
+        return []
+    null = float(np.median(best[p:][measurable]))
     out = []
     for rank, i in enumerate(np.argsort(-best[:p], kind="stable")):
         bearing, fault, order = patterns[i]

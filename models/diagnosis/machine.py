@@ -39,6 +39,15 @@ class BearingOrders(_Section):
     bsf: float = Field(gt=0, le=100, description="ball spin frequency (orders)")
     ftf: float = Field(gt=0, lt=1, description="fundamental train (cage) frequency (orders)")
 
+    @model_validator(mode="after")
+    def _outer_below_inner(self) -> BearingOrders:
+        # n/2 (1 - r) < n/2 (1 + r) for every bearing (r > 0): swapped orders would name an
+        # inner-race defect `outer_race` and the reverse, with full confidence
+        if self.bpfo >= self.bpfi:
+            raise ValueError(f"bpfo ({self.bpfo:g}) must be below bpfi ({self.bpfi:g}): "
+                             f"BPFO = n/2 (1 - d/D cos a) < BPFI = n/2 (1 + d/D cos a); swapped?")
+        return self
+
 
 class MachineConfig(_Section):
     """`sensors[].machine`: shaft speed (`shaft_hz` or `rpm`, exactly one) and bearings."""
@@ -60,13 +69,19 @@ class MachineConfig(_Section):
             raise ValueError(f"duplicate bearing name {dupes[0]!r}")
         return self
 
-    def misfit(self, protocol: str | None, channels: list[str] | None) -> tuple[tuple, str] | None:
-        """Why this machine cannot be diagnosed on a sensor with `protocol` and `channels`, as
-        (key path relative to `machine`, message), or None when it fits."""
+    def misfit(self, protocol: str | None, channels: list[str] | None,
+               temperatures: list[str] | None = None) -> tuple[tuple, str] | None:
+        """Why this machine cannot be diagnosed on a sensor with `protocol`, `channels` and
+        `temperatures` (its temperature channels), as (key path relative to `machine`, message),
+        or None when it fits."""
         if protocol == "modbus":  # diagnosis reads waveforms; a transmitter sends features
             return (), "fault diagnosis needs the waveform; a modbus transmitter sends features only"
         if self.axial_channel is not None and channels and self.axial_channel not in channels:
             return ("axial_channel",), f"'{self.axial_channel}' is not one of channels {channels}"
+        if self.axial_channel is not None and self.axial_channel in (temperatures or ()):
+            # the diagnosis reads vibration channels only: it would be ignored without a word
+            return ("axial_channel",), (f"'{self.axial_channel}' is a temperature channel (temperature_channels "
+                                        f"{temperatures}); the axial channel must be a vibration one")
         return None
 
     @property
