@@ -55,6 +55,7 @@ SMOOTH = (1, 3, 5, 10, 15, 20, 30)
 # adds the level transform to the candidates to show what that costs on held-out files.
 TEMPS = {"roc": "temp|thermo"}
 VARIANCE = (0.95, 0.99)
+STATISTIC = ("t2q", "maxz")  # models/pca.py: (T²/k + Q/θ) / 2, or the worst channel's z² (or w·Q/θ)
 WARNING = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 PROFILES = {"Standard": (1.0, -0.11, -1.0), "LowFP": (1.0, -0.22, -1.0), "LowFN": (1.0, -0.11, -2.0)}
 
@@ -82,8 +83,8 @@ def parts() -> list[Part]:
     return out
 
 
-def detector_config(smooth: int, temps: str, variance: float) -> SensorConfig:
-    params = {"smooth": smooth, "rate_of_change": TEMPS[temps], "variance": variance}
+def detector_config(smooth: int, temps: str, variance: float, statistic: str) -> SensorConfig:
+    params = {"smooth": smooth, "rate_of_change": TEMPS[temps], "variance": variance, "statistic": statistic}
     detector = dict(LOW_RATE_DEFAULTS["detector"], params=params)
     return SensorConfig(name="replay", protocol="sim", detector=detector, alerts=LOW_RATE_DEFAULTS["alerts"])
 
@@ -101,9 +102,9 @@ def alerts_at(score: np.ndarray, warning: float) -> np.ndarray:
     return out
 
 
-def candidate_predictions(data: list[Part], smooth: int, temps: str, variance: float) -> dict:
+def candidate_predictions(data: list[Part], smooth: int, temps: str, variance: float, statistic: str) -> dict:
     """{warning: [prediction per part]} for one detector setting (scores computed once)."""
-    cfg = detector_config(smooth, temps, variance)
+    cfg = detector_config(smooth, temps, variance, statistic)
     scores = [replay_table(p.table, cfg, train_rows=TRAIN).score[TRAIN:] for p in data]
     return {w: [alerts_at(s, w) for s in scores] for w in WARNING}
 
@@ -134,7 +135,7 @@ def choose(table: dict, data: list[Part], keep: np.ndarray):
         m = metrics(counts(data, preds, keep))
         if m["FAR %"] > 100 * MAX_FAR or m["free FAR %"] > 100 * MAX_FREE_FAR:
             continue
-        key = (round(m["F1"], 6), cand[3], -cand[0])
+        key = (round(m["F1"], 6), cand[-1], -cand[0])
         if best_key is None or key > best_key:
             best, best_key = cand, key
     return best
@@ -173,8 +174,8 @@ def row(label: str, m: dict, extra: str = "") -> str:
 
 
 def describe(cand) -> str:
-    smooth, temps, variance, warning = cand
-    return f"smooth {smooth}, temperatures {temps}, variance {variance:g}, warning {warning:g}"
+    smooth, temps, variance, statistic, warning = cand
+    return f"{statistic}, smooth {smooth}, temperatures {temps}, variance {variance:g}, warning {warning:g}"
 
 
 def main() -> None:
@@ -195,13 +196,13 @@ def main() -> None:
         d = PcaDetector(**LOW_RATE_DEFAULTS["detector"].get("params", {}))
         temps = next(k for k, v in TEMPS.items() if v == d.rate_of_change)
         w = LOW_RATE_DEFAULTS["alerts"]["warning"]
-        preds = candidate_predictions(data, d.smooth, temps, d.variance)[w]
-        cands = {(d.smooth, temps, d.variance, w): preds}
+        preds = candidate_predictions(data, d.smooth, temps, d.variance, d.statistic)[w]
+        cands = {(d.smooth, temps, d.variance, d.statistic, w): preds}
     else:
         cands = {}
-        for smooth, temps, variance in itertools.product(SMOOTH, TEMPS, VARIANCE):
-            for w, preds in candidate_predictions(data, smooth, temps, variance).items():
-                cands[(smooth, temps, variance, w)] = preds
+        for smooth, temps, variance, stat in itertools.product(SMOOTH, TEMPS, VARIANCE, STATISTIC):
+            for w, preds in candidate_predictions(data, smooth, temps, variance, stat).items():
+                cands[(smooth, temps, variance, stat, w)] = preds
     chosen_all = choose(cands, data, everything) if not args.defaults else next(iter(cands))
     preds = cands[chosen_all]
     cp = [(p.table.ts[TRAIN:], p.cps, pr) for p, pr in zip(data, preds) if p.y is not None]
