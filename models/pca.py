@@ -94,6 +94,9 @@ class PcaDetector:
     rate_of_change
         Regex (case-insensitive) of channel names modelled by their change per row, not their
         level; "" models every channel by its level.
+    horizon
+        Rows over which a rate of change is taken: the change from the row max(smooth, horizon)
+        rows back to the smoothed row, divided by that count (the window keeps that many rows).
     half_life
         In learned rows; None = equal weights. Set by the streaming model from `adapt_half_life_s`.
     median
