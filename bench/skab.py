@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/skab.py                 # ~5 min (one idle core): the LOFO table in docs/detectors.md
     .venv/bin/python bench/skab.py --defaults      # ~5 s: only the shipped defaults, in-sample
-    .venv/bin/python bench/skab.py --with-levels   # ~2.5 min: temperature levels as candidates too
+    .venv/bin/python bench/skab.py --with-levels   # twice the grid: temperature levels as candidates too
+    .venv/bin/python bench/skab.py --speed         # ~1 min: rows/s of the replay path, shipped vs previous
 
 Protocol (SKAB's): per file, the first 400 rows are the healthy baseline (`--train-rows 400`, no
 adaptation afterwards), the rest is scored through `pdm-agent replay`'s code path
@@ -196,6 +197,30 @@ def whole_day(cand=None) -> float:
     return 100.0 * float(np.mean(alerts_at(res.score[TRAIN:], warning)))
 
 
+def speed(data: list[Part], repeats: int = 3) -> None:
+    """Rows/s of the whole replay path (pipeline, detector, calibration, policy) over the valve1
+    files: the shipped defaults and the previous ones (t2q, smooth 10, variance 0.99), interleaved
+    runs, medians and their ratio."""
+    from agent.replay import default_sensor
+
+    configs = {"shipped (maxz, smooth 3)": default_sensor("rows", CHANNELS),
+               "previous (t2q, smooth 10)": detector_config(10, "roc", 0.99, "t2q", 10)}
+    files = [p for p in data if p.y is not None]
+    rows = sum(len(p.table.ts) for p in files)
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    for _ in range(repeats):
+        for name, cfg in configs.items():
+            t0 = time.perf_counter()
+            for p in files:
+                replay_table(p.table, cfg, train_rows=TRAIN)
+            times[name].append(time.perf_counter() - t0)
+    rate = {k: rows / float(np.median(v)) for k, v in times.items()}
+    for k, r in rate.items():
+        print(f"{k}: {r:,.0f} rows/s (median of {repeats}, {rows} rows of 8 channels)")
+    a, b = rate.values()
+    print(f"ratio shipped / previous: {a / b:.2f}")
+
+
 def describe(cand) -> str:
     smooth, temps, variance, statistic, horizon, warning = cand
     return (f"{statistic}, smooth {smooth}, temperatures {temps} over {max(smooth, horizon)} rows, "
@@ -206,7 +231,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--defaults", action="store_true", help="only the shipped defaults (agent/replay.py)")
     ap.add_argument("--with-levels", action="store_true", help="also candidates with temperature levels")
+    ap.add_argument("--speed", action="store_true", help="rows/s of the replay path, shipped vs previous defaults")
     args = ap.parse_args()
+    if args.speed:
+        speed(parts())
+        return
     if args.with_levels:
         TEMPS["level"] = ""
     t0 = time.perf_counter()
