@@ -71,7 +71,7 @@ STATISTICS = ("t2q", "maxz")
 @functools.lru_cache(maxsize=64)
 def expected_max_chi2(d: int) -> float:
     """E[max of d independent χ²(1)] = ∫ (1 - F(x)^d) dx, F(x) = erf(sqrt(x / 2)) the χ²(1) CDF
-    (trapezoid rule on [0, 80], error < 1e-4 for d <= 10,000).
+    (trapezoid rule on [0, 80] in steps of 0.01; P(χ²(1) > 80) < 1e-18).
 
     >>> round(expected_max_chi2(1), 3), round(expected_max_chi2(8), 2)
     (1.0, 3.46)
