@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent.config import SensorConfig
-from agent.replay import LOW_RATE_DEFAULTS, default_sensor, replay_table
+from agent.replay import default_sensor, replay_table
 from agent.replay_io import Table
 from models.pca import PcaDetector, expected_max_chi2
 from skab_like import CHANNELS, records
