@@ -17,11 +17,27 @@ from __future__ import annotations
 import math
 import sys
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 # Below this many windows `config check` warns. The default detector models ~20-40 features; with
 # fewer windows than features its covariance is mostly shrinkage and the short-baseline calibration
 # is wide: only large changes alert (docs/BENCHMARKS.md, "Baseline lifecycle").
 SENSIBLE_WINDOWS = 30
+
+
+def cadence_s(sensor_cfg) -> float:
+    """Seconds between two feature vectors of a sensor: its driver's poll cadence for a VALUES
+    source (drivers/base.Driver.cadence_s), else one window hop at the sample rate.
+
+    >>> from agent.config_models import parse_sensor
+    >>> cadence_s(parse_sensor(name="p", protocol="sim"))
+    4.096
+    """
+    from drivers.base import driver_for
+
+    cadence = driver_for(sensor_cfg.protocol).cadence_s(sensor_cfg)
+    if cadence is not None:
+        return float(cadence)
+    return (sensor_cfg.window.hop or sensor_cfg.window.size) / float(sensor_cfg.sample_rate)
 
 
 def planned_windows(sensor_cfg) -> tuple[int, float]:
@@ -30,14 +46,11 @@ def planned_windows(sensor_cfg) -> tuple[int, float]:
     Learning ends at the first window whose end is `learn_seconds` or more after the first
     window's end, so the baseline holds the windows before it: ceil(learn_seconds / cadence).
 
-    >>> from agent.config_models import SensorConfig
-    >>> planned_windows(SensorConfig(name="p", protocol="sim", detector={"learn_seconds": 20}))
+    >>> from agent.config_models import parse_sensor
+    >>> planned_windows(parse_sensor(name="p", protocol="sim", detector={"learn_seconds": 20}))
     (5, 4.096)
     """
-    if sensor_cfg.protocol == "modbus":
-        cadence = sensor_cfg.poll_interval
-    else:
-        cadence = (sensor_cfg.window.hop or sensor_cfg.window.size) / sensor_cfg.sample_rate
+    cadence = cadence_s(sensor_cfg)
     return max(1, math.ceil(sensor_cfg.detector.learn_seconds / cadence - 1e-9)), cadence
 
 
@@ -73,7 +86,7 @@ def describe(cfg, path: str) -> list[str]:
                        "unless it is refused)")
             continue
         n, cadence = planned_windows(s)
-        every = (f"a poll every {cadence:g} s" if s.protocol == "modbus" else
+        every = (f"a poll every {cadence:g} s" if _polled(s) else
                  f"a window every {cadence:g} s: {s.window.size}-sample windows, hop {s.window.hop} at "
                  f"{s.sample_rate:g} Hz")
         out.append(f"{s.name}: baseline of {n} window{'s' if n != 1 else ''} (learn_seconds "
@@ -86,7 +99,7 @@ def describe(cfg, path: str) -> list[str]:
                        f"(fewer than {SENSIBLE_WINDOWS}): it is calibrated for its size, so only large changes "
                        f"alert; {math.ceil(SENSIBLE_WINDOWS * cadence)} s or more is recommended"
                        + (f" ({path}:{line})" if line else ""))
-        warmup = int(getattr(det, "warmup", 0)) if det.novelty else 0
+        warmup = int(det.warmup) if det.novelty else 0
         if n < warmup:
             line = _line_of(path, ("sensors", i, "detector", "learn_seconds")) or _line_of(path, ("sensors", i))
             out.append(f"warning: sensors[{i}].detector.learn_seconds: {s.name}'s detector {s.detector.type!r} "
@@ -174,3 +187,9 @@ def add_parser(sub) -> None:
                    "/etc/pdm-agent/config.yaml, else ./config.yaml); its storage.dir holds the control socket")
     p.add_argument("--sensor", metavar="NAME", help="only this sensor (default: every sensor)")
     p.set_defaults(func=cmd_reset)
+
+
+def _polled(sensor_cfg) -> bool:
+    from drivers.base import VALUES, driver_for
+
+    return driver_for(sensor_cfg.protocol).kind == VALUES

@@ -15,7 +15,7 @@ import tempfile
 from agent import __version__
 from agent.cli_config import _config_arg, _config_path, _load_or_report
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 
 
 def cmd_run(args) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -25,6 +26,9 @@ from pydantic import BaseModel, ValidationError
 
 from agent.config_models import *  # noqa: F403 - the models are part of this module's API
 from agent.config_models import PATTERN_WORDS, Config
+from agent.sensor_config import DEFAULT_PROTOCOL, SENSOR_MODELS, UNKNOWN, UnknownProtocolSensor, protocols_with
+
+SENSOR_TAGS = {**SENSOR_MODELS, UNKNOWN: UnknownProtocolSensor}  # the union tags pydantic puts in error locs
 
 SYSTEM_CONFIG_PATH = "/etc/pdm-agent/config.yaml"
 
@@ -85,9 +89,12 @@ def _format_path(loc: tuple) -> str:
 
 
 def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
-    """The model class that validates the mapping at `loc`, to suggest its keys."""
+    """The model class that validates the mapping at `loc` (with the sensor union's tag), to suggest its keys."""
     ann: Any = Config
-    for part in loc:
+    for i, part in enumerate(loc):
+        if i == 2 and loc[0] == "sensors" and part in SENSOR_TAGS:
+            ann = SENSOR_TAGS[part]
+            continue
         ann = _unwrap(ann, part)
         if ann is None:
             return None
@@ -110,7 +117,20 @@ def _unwrap(ann: Any, part: Any) -> Any:
     return None
 
 
-def _message(err: dict, loc: tuple) -> str:
+def _untagged(loc: tuple) -> tuple:
+    """A loc without the sensor union's tag (`sensors.0.modbus.slave_id` -> `sensors.0.slave_id`):
+    error paths stay as the operator wrote the keys."""
+    if len(loc) > 2 and loc[0] == "sensors" and isinstance(loc[1], int) and loc[2] in SENSOR_TAGS:
+        return loc[:2] + loc[3:]
+    return loc
+
+
+def sensor_key_path(loc: tuple) -> str:
+    """`a.b` path of an error from validating one sensor entry (`parse_sensor`), without the union's tag."""
+    return ".".join(map(str, _untagged(("sensors", 0) + tuple(loc))[2:]))
+
+
+def _message(err: dict, loc: tuple, tagged: tuple = (), lines: dict | None = None) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
@@ -119,7 +139,13 @@ def _message(err: dict, loc: tuple) -> str:
                 "inline passwords are not allowed: put it in a file and set password_file, "
                 "or pass it as the systemd credential 'mqtt-password' ($CREDENTIALS_DIRECTORY)"
             )
-        model = _model_at(loc[:-1])
+        owners = protocols_with(key) if len(tagged) == 4 and tagged[0] == "sensors" else []
+        if owners:  # a key of another protocol: say whose, and which protocol this sensor has
+            protocol = tagged[2]
+            unset = lines is not None and loc[:2] + ("protocol",) not in lines and protocol == DEFAULT_PROTOCOL
+            return (f"not a key of protocol '{protocol}'" + (" (the default: `protocol` is not set)" if unset else "")
+                    + f"; it is a key of protocol {' and '.join(repr(p) for p in owners)}")
+        model = _model_at((tagged or loc)[:-1])
         known = list(model.model_fields) if model else []
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         if close:
@@ -127,6 +153,8 @@ def _message(err: dict, loc: tuple) -> str:
         return f"unknown key '{key}'" + (f"; valid keys: {', '.join(known)}" if known else "")
     if kind == "missing":
         return "required key is missing"
+    if kind == "model_type":  # "a valid dictionary or instance of <class>": the class is no word of the file
+        return "must be a mapping of keys" + (f"; got {err['input']!r}" if len(repr(err.get("input"))) <= 40 else "")
     if kind == "too_short" and loc == ("sensors",):
         # The installed template ships with none, so the service cannot start on a demo sensor.
         return "no sensor configured: add at least one (the installed file has commented examples)"
@@ -136,6 +164,9 @@ def _message(err: dict, loc: tuple) -> str:
     value = err.get("input")
     if kind != "config_rule" and isinstance(value, (str, int, float, bool)) and len(repr(value)) <= 40:
         msg += f"; got {value!r}"
+    if kind == "literal_error" and isinstance(value, str):  # `protocol: modbsu`
+        close = difflib.get_close_matches(value, re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected"))), 1, 0.6)
+        msg += f"; did you mean '{close[0]}'?" if close else ""
     return msg
 
 
@@ -192,14 +223,15 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     except ValidationError as exc:
         config = None
         for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
+            tagged = tuple(err["loc"])
+            loc = _untagged(tagged)
             if err["type"] == "config_rule":
                 for part in err.get("ctx", {}).get("at", ()):
                     loc = loc[:-1] if part == ".." else loc + (part,)
             key = loc
             while key not in lines:
                 key = key[:-1]
-            found.append((loc, _message(err, loc), lines[key]))
+            found.append((loc, _message(err, loc, tagged, lines), lines[key]))
     if found:
         found.sort(key=lambda f: f[2])
         raise ConfigError([f"{_format_path(loc)}: {msg} ({source}:{line})" for loc, msg, line in found])
@@ -229,6 +261,15 @@ def json_schema() -> dict:
     True
     """
     schema = Config.model_json_schema()
+    # `sensors[]` as the file is read: exactly one protocol's keys per sensor. An editor cannot run
+    # the union's discriminator, so each protocol but the default requires `protocol`, and the
+    # catch-all of unknown protocols (it only shapes error messages) is left out.
+    defs = schema["$defs"]
+    defs.pop(UnknownProtocolSensor.__name__, None)
+    schema["properties"]["sensors"]["items"] = {"oneOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in SENSOR_MODELS.values()]}
+    for protocol, model in SENSOR_MODELS.items():
+        if protocol != DEFAULT_PROTOCOL:
+            defs[model.__name__]["required"] = sorted({*defs[model.__name__].get("required", ()), "protocol"})
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "pdm-agent configuration", **{
         k: v for k, v in schema.items() if k != "title"
     }}

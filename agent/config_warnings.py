@@ -13,6 +13,7 @@ import yaml
 
 from agent.config import _format_path, _line_map, _Loader
 from agent.config_models import Config
+from drivers.base import VALUES, driver_for
 
 
 def _lines(text: str) -> dict:
@@ -35,9 +36,9 @@ def _is_device_path(port: str) -> bool:
 
 def hop_seconds(sensor) -> float:
     """Seconds between two windows (feature vectors) of a sensor."""
-    if sensor.protocol == "modbus":
-        return float(sensor.poll_interval)
-    return (sensor.window.hop or sensor.window.size) / float(sensor.sample_rate)
+    from agent.baseline import cadence_s
+
+    return cadence_s(sensor)
 
 
 def config_warnings(cfg: Config, text: str, source: str) -> list[str]:
@@ -52,7 +53,7 @@ def config_warnings(cfg: Config, text: str, source: str) -> list[str]:
     lines = _lines(text)
     found: list[tuple[tuple, str]] = []
     for i, sensor in enumerate(cfg.sensors):
-        if sensor.port and sensor.protocol != "sim" and _is_device_path(sensor.port) and not os.path.exists(sensor.port):
+        if sensor.port and driver_for(sensor.protocol).needs_port and _is_device_path(sensor.port) and not os.path.exists(sensor.port):
             found.append((("sensors", i, "port"),
                           f"{sensor.port} does not exist (yet): the agent starts anyway and opens it when it "
                           f"appears (a USB adapter not plugged in? a typo?)"))
@@ -60,7 +61,7 @@ def config_warnings(cfg: Config, text: str, source: str) -> list[str]:
     for sensor in cfg.sensors:
         hop = hop_seconds(sensor)
         if interval < hop:
-            what = (f"poll interval ({hop:g} s)" if sensor.protocol == "modbus" else
+            what = (f"poll interval ({hop:g} s)" if driver_for(sensor.protocol).kind == VALUES else
                     f"window hop ({sensor.window.hop or sensor.window.size} samples at {sensor.sample_rate:g} Hz"
                     f" = {hop:.1f} s)")
             found.append((("aggregates", "interval"),

@@ -26,8 +26,13 @@ from __future__ import annotations
 
 import json
 
+from agent import topics
+
 
 class Discovery:
+    """Home Assistant MQTT discovery messages of one device: one retained device config on
+    `topics.discovery(...)` whose components read the status, alert and aggregate topics."""
+
     def __init__(self, discovery_prefix: str, topic_prefix: str, device_id: str, version: str) -> None:
         self.discovery_prefix = discovery_prefix
         self.topic_prefix = topic_prefix
@@ -37,13 +42,13 @@ class Discovery:
 
     @property
     def topic(self) -> str:
-        return f"{self.discovery_prefix}/device/pdm-agent-{self.device_id}/config"
+        return topics.discovery(self.discovery_prefix, self.device_id)
 
     def _state(self, *parts: str) -> str:
-        return "/".join([self.topic_prefix, self.device_id, *parts])
+        return topics.join(self.topic_prefix, self.device_id, *parts)
 
     def components(self, sensors: list[str]) -> dict[str, dict]:
-        d, status = self.device_id, self._state("status")
+        d, status = self.device_id, topics.status(self.topic_prefix, self.device_id)
         cmps: dict[str, dict] = {
             f"{d}_uptime": {"p": "sensor", "name": "Uptime", "state_topic": status,
                             "value_template": "{{ value_json.uptime_s }}", "unit_of_measurement": "s",
@@ -97,9 +102,28 @@ class Discovery:
             "dev": {"ids": [f"pdm-agent-{self.device_id}"], "name": f"pdm-agent {self.device_id}",
                     "mf": "pdm-agent", "mdl": "predictive-maintenance gateway", "sw": self.version},
             "o": {"name": "pdm-agent", "sw": self.version},
-            "availability": [{"topic": self._state("status"), "value_template": "{{ value_json.state }}",
+            "availability": [{"topic": topics.status(self.topic_prefix, self.device_id), "value_template": "{{ value_json.state }}",
                               "payload_available": "online", "payload_not_available": "offline"}],
             "qos": 1,
             "cmps": cmps,
         }
         return [(self.topic, json.dumps(body, separators=(",", ":")).encode())]
+
+
+class DiscoveryFeed:
+    """The publisher's `retained` hook for a configuration that a reload may replace: `messages(cfg)`
+    keeps one `Discovery` while its prefixes and device id stay the same (so a removed sensor is
+    deleted in Home Assistant) and starts a new one when they change."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self._discovery: Discovery | None = None
+        self._key: tuple[str, str, str] | None = None
+
+    def messages(self, cfg) -> list[tuple[str, bytes]]:
+        """Discovery messages for `cfg` (agent.config.Config) now; [] when off and already deleted."""
+        ha = cfg.homeassistant
+        key = (ha.discovery_prefix, cfg.mqtt.topic_prefix, cfg.device.id)
+        if self._discovery is None or self._key != key:
+            self._discovery, self._key = Discovery(*key, self.version), key
+        return self._discovery.messages(ha.enabled, [s.name for s in cfg.sensors])

@@ -27,7 +27,7 @@ import math
 import os
 import time
 
-from agent.features import FeatureSpec, feature_names
+from models.features import FeatureSpec, feature_names
 
 
 def _fingerprint(path: str) -> tuple:
@@ -77,16 +77,19 @@ class Guarded:
         self.failed = False
 
     @property
-    def _current(self):
+    def current(self):
+        """The model that scores now: the swapped-in one, or its fallback after a rollback."""
         return self.fallback if self.failed else self.model
 
-    name = property(lambda self: self._current.name)
-    version = property(lambda self: self._current.version)
-    ready = property(lambda self: getattr(self._current, "ready", False))
+    name = property(lambda self: self.current.name)
+    version = property(lambda self: self.current.version)
+    ready = property(lambda self: self.current.ready)
     # After a rollback the fallback learns again, and its baseline must be saved again.
-    learns = property(lambda self: getattr(self._current, "learns", True))
+    learns = property(lambda self: self.current.learns)
 
-    def update(self, x, ts):
+    def update(self, x, ts, exclude=None):
+        # `exclude` is not passed on: what the guard runs is treated as a bundle, which learns
+        # nothing, even after a rollback to a learning fallback (see `baseline`).
         if not self.failed:
             try:
                 out = self.model.update(x, ts)
@@ -99,8 +102,17 @@ class Guarded:
             self.on_failure(self, reason)
         return self.fallback.update(x, ts)
 
+    def take_events(self) -> list[tuple[str, object]]:
+        return []
+
+    def baseline(self) -> None:
+        # Reported like a bundle's for as long as the guard is in place, rollback included: the
+        # status shows a bundle's fixed baseline and `baseline reset` refuses the sensor, as it
+        # did before this interface was declared (behaviour kept; a rollback is rare and logged).
+        return None
+
     def state(self) -> dict:
-        return self._current.state()
+        return self.current.state()
 
 
 class ModelManager:
@@ -180,11 +192,9 @@ class ModelManager:
 
     def retarget(self, worker, old_cfg, new_cfg) -> bool:
         """On reload: when only `detector.bundle` changed, swap in place instead of restarting."""
-        if worker is None or new_cfg is None or new_cfg.detector.bundle is None or old_cfg.detector.bundle is None:
-            return False
-        if old_cfg.model_copy(update={"detector": new_cfg.detector}) != new_cfg:
-            return False
-        if old_cfg.detector.model_copy(update={"bundle": new_cfg.detector.bundle}) != new_cfg.detector:
+        from agent.reload import only_bundle_changed
+
+        if worker is None or not only_bundle_changed(old_cfg, new_cfg):
             return False
         worker.cfg = new_cfg
         worker.pipeline.cfg = new_cfg
@@ -223,13 +233,13 @@ class ModelManager:
             return
         previous = pipeline.model
         if isinstance(previous, Guarded):  # one level of history: what runs now
-            previous = previous._current
+            previous = previous.current
         before = pipeline.model_name
 
         def rollback(guard: Guarded, reason: str, sensor=sensor, path=bundle.path) -> None:
             self._refuse(sensor, path, f"rolled back after the swap: {reason}")
             entry = self._status.get(sensor, {})
-            entry["bundle"] = {**entry.get("bundle", {}), "version": getattr(guard.fallback, "version", None),
+            entry["bundle"] = {**entry.get("bundle", {}), "version": guard.fallback.version,
                                "rolled_back": True}
 
         pipeline.model = Guarded(model, previous, rollback)

@@ -35,6 +35,9 @@ _LEVEL = {0: "clear", 1: "clear", 2: "warning", 3: "alarm"}  # zone index -> ale
 
 @dataclass(frozen=True, slots=True)
 class IsoConfig:
+    """The ISO 10816-3 zone check of one sensor: zone boundaries in mm/s (A/B, B/C, C/D), debounce
+    in readings and hysteresis as a fraction of a boundary (from the sensor's `iso10816:` section)."""
+
     enabled: bool = True
     machine_class: str = "group2-rigid"  # a label carried into model/reason
     boundaries: tuple[float, float, float] = (1.4, 2.8, 4.5)  # A/B, B/C, C/D in mm/s

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 TRAIN_EXTRA = "this command needs the training libraries: pip install 'pdm-agent[train]'"
 
 
@@ -32,7 +32,7 @@ def _train_imports():
 def _sensor_spec(args):
     """FeatureSpec and window of `--sensor` in `--config`, so the bundle matches that sensor."""
     from agent.config import ConfigError, load_config
-    from agent.features import FeatureSpec
+    from models.features import FeatureSpec
 
     try:
         cfg = load_config(args.config)
@@ -48,8 +48,8 @@ def _sensor_spec(args):
 
 def _csv_rate(path: str, rate, sensor, columns) -> float | None:
     """Raw waveform samples or records? The rule `pdm-agent replay` applies to the same CSV
-    (agent/replay_io.waveform_rate), so training and replay read one file the same way."""
-    from agent.replay_io import InputError, read_csv, waveform_rate
+    (drivers/recordings.waveform_rate), so training and replay read one file the same way."""
+    from drivers.recordings import InputError, read_csv, waveform_rate
 
     try:
         found, why = waveform_rate(read_csv(path, columns), rate, sensor)
@@ -128,14 +128,14 @@ def cmd_sign(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from models.bundle import BundleError, verify
+    from models.bundle import BundleError, kind, verify
 
     try:
         b = verify(args.dir, args.pubkey)
     except BundleError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"OK: {b.manifest['name']}@{b.version} ({b.manifest['model']['variant']}), signed by key {b.key_id}")
+    print(f"OK: {kind(b.manifest['name'])}@{b.version} ({b.manifest['model']['variant']}), signed by key {b.key_id}")
     return EXIT_OK
 
 
@@ -150,7 +150,7 @@ def _file_state(path: str, digest: str) -> str:
 
 
 def cmd_info(args) -> int:
-    from models.bundle import SIGNATURE, BundleError, read_unverified
+    from models.bundle import SIGNATURE, BundleError, kind, read_unverified
 
     try:
         m = read_unverified(args.dir)
@@ -168,7 +168,7 @@ def cmd_info(args) -> int:
         except ValueError:
             signed = "signature file malformed"
     spec = m["features"].get("spec") or {}
-    print(f"{m['name']}@{m['version']}  variant {m['model']['variant']}  created {m.get('created')}  {signed}")
+    print(f"{kind(m['name'])}@{m['version']}  variant {m['model']['variant']}  created {m.get('created')}  {signed}")
     print(f"features: {len(m['features']['names'])}"
           + (f" from {','.join(spec['channels'])} at {spec['rate']:g} Hz, window {m['features'].get('window')}"
              if spec else " (records)"))
@@ -215,7 +215,7 @@ def cmd_quantize(args) -> int:
     _train_imports()
     import numpy as np
 
-    from agent.features import FeatureSpec
+    from models.features import FeatureSpec
     from models import bundle as bundles
     from models.calibration import Calibrator
     from models.onnx_runtime import OnnxDetector
@@ -269,7 +269,8 @@ def add_parser(sub) -> None:
     p.add_argument("input", metavar="INPUT", help="CSV file, burst directory, .mat file/directory, or sim[:SECONDS]")
     p.add_argument("--out", required=True, metavar="DIR", help="bundle directory to write")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
-    p.add_argument("--detector", default="pca", choices=("pca", "iforest", "autoencoder"))
+    p.add_argument("--detector", default="pca", choices=("pca", "iforest", "autoencoder"),
+                   help="what to train; the bundle is named bundle:<detector>@<version> (default: pca)")
     p.add_argument("--columns", metavar="A,B", help="channels (or feature columns) to use")
     p.add_argument("--rate", type=float, metavar="HZ", help="sample rate of waveform input")
     p.add_argument("--config", metavar="FILE", help="take rate, channels, bands and window from this config")

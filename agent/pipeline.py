@@ -17,31 +17,29 @@ from typing import Callable
 from agent import iso10816, sensor_health
 from agent.aggregates import Aggregator
 from agent.alert_state import condition
-from agent.features import FeatureSpec, extract
+from models.features import FeatureSpec, extract
 from agent.log_summary import LearningLog, summary_fields
 from agent.policy import AlertPolicy, PolicyConfig
 from agent.records import Aggregate, Alert, FeatureVector, Frame, Score
+from drivers.base import VALUES, driver_for
 from agent.windowing import Windower
 from models.streaming import StreamingModel
 
 Emit = Callable[[Alert | Aggregate], None]
 
 
-def build_model(detector_cfg, alerts_cfg=None):
+def build_model(detector_cfg, alerts_cfg=None, **options):
     """The streaming model (detector + calibration) a sensor's `detector:` section asks for; the
     `alerts:` section's levels also say when baseline drift is large (its mean score against the
-    learned baseline at the alarm level) and when that ends (below the warning level)."""
+    learned baseline at the alarm level) and when that ends (below the warning level). `options`
+    are StreamingModel keywords that replace the section's (replay: `baseline_rows`, ...)."""
     from models.registry import create
 
     detector = create(detector_cfg.type, **dict(detector_cfg.params))
     drift = {} if alerts_cfg is None else {"drift_large_at": alerts_cfg.alarm,
                                            "drift_clear_below": alerts_cfg.warning}
-    return StreamingModel(
-        detector,
-        learn_seconds=detector_cfg.learn_seconds,
-        adapt_half_life_s=detector_cfg.adapt_half_life_s,
-        **drift,
-    )
+    settings = {"learn_seconds": detector_cfg.learn_seconds, "adapt_half_life_s": detector_cfg.adapt_half_life_s}
+    return StreamingModel(detector, **{**settings, **drift, **options})
 
 
 BUNDLE_BASELINE = {"state": "ready", "progress": 1.0, "windows": 0, "learned_at": None,
@@ -50,6 +48,8 @@ BUNDLE_BASELINE = {"state": "ready", "progress": 1.0, "windows": 0, "learned_at"
 
 @dataclass
 class SensorStats:
+    """Counters of one sensor's pipeline, shown in the status document."""
+
     frames: int = 0
     samples: int = 0
     windows: int = 0
@@ -86,6 +86,8 @@ class SensorPipeline:
         self.aggregator = Aggregator(device, self.sensor, aggregate_interval)
         self.iso = iso10816.from_sensor_config(sensor_cfg, device)  # physics check, needs no baseline
         self.sensor_health = sensor_health.from_sensor_config(sensor_cfg)
+        # The front end is picked once from the driver's declared kind: values skip the windowing.
+        self._values = driver_for(sensor_cfg.protocol).kind == VALUES
         self.emit = emit
         self.log = log
         self.stats = SensorStats()
@@ -95,7 +97,7 @@ class SensorPipeline:
     def process(self, frame: Frame | FeatureVector) -> list[Score]:
         """Window, featurize and score a frame; returns the Score of every window it completed
         (replay of raw waveform CSVs records them; the daemon ignores them)."""
-        if isinstance(frame, FeatureVector):  # a transmitter's values (modbus): features already
+        if self._values:  # a transmitter's values (the driver's kind): features already
             return [self.handle(frame)]
         scores = []
         k = len(frame.samples)
@@ -125,12 +127,8 @@ class SensorPipeline:
         iso_alert = self.iso.update(vector)
         if self.iso.zone_of(vector) in ("C", "D"):
             exclude = "iso10816"
-        if isinstance(self.model, StreamingModel):
-            value, ready, reason = self.model.update(vector.values, vector.ts, exclude=exclude)
-            events = self.model.take_events()
-        else:
-            value, ready, reason = self.model.update(vector.values, vector.ts)
-            events = []
+        value, ready, reason = self.model.update(vector.values, vector.ts, exclude=exclude)
+        events = self.model.take_events()
         score = Score(self.sensor, vector.ts, value, ready, self.model_name, tuple(reason))
         self.stats.last_score = value
         self.stats.last_window_ts = vector.ts
@@ -161,14 +159,13 @@ class SensorPipeline:
     # -- the baseline --------------------------------------------------------------------
     def baseline(self) -> dict:
         """The status topic's `sensors.<name>.baseline` (models/streaming.py `baseline()`)."""
-        if isinstance(self.model, StreamingModel):
-            return self.model.baseline()
-        return dict(BUNDLE_BASELINE)
+        baseline = self.model.baseline()
+        return dict(BUNDLE_BASELINE) if baseline is None else baseline
 
     def reset_baseline(self) -> bool:
         """Forget the learned baseline and learn anew from the next window (after maintenance).
         False when the sensor runs a signed bundle (nothing learned on the device to forget)."""
-        if not isinstance(self.model, StreamingModel):
+        if self.model.baseline() is None:
             return False
         self.model = build_model(self.cfg.detector, self.cfg.alerts)
         self._taint = (0, 0)
@@ -207,7 +204,7 @@ class SensorPipeline:
         self.emit(aggregate)
         if self.log:
             level = condition({"anomaly": self.policy.level, "iso10816": self.iso.state()["level"]})
-            self.log.info("summary", **summary_fields(aggregate, level, bool(getattr(self.model, "ready", True))))
+            self.log.info("summary", **summary_fields(aggregate, level, bool(self.model.ready)))
 
     @property
     def model_name(self) -> str:
@@ -232,7 +229,7 @@ class SensorPipeline:
         return os.path.join(storage_dir, "models", f"{self.sensor}.json")
 
     def save_state(self, storage_dir: str) -> None:
-        if not getattr(self.model, "learns", True):
+        if not self.model.learns:
             return  # a signed bundle learns nothing; keep any saved on-device baseline as it was
         path = self.state_path(storage_dir)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -269,9 +266,9 @@ class SensorPipeline:
     def spec_names(self) -> list[str]:
         """What a saved baseline was learned on: a baseline is reused only for the same
         protocol, preset/register map and feature set (a different map = different features)."""
-        from agent.features import feature_names
+        from models.features import feature_names
 
         cfg = self.cfg
-        source = [f"protocol={cfg.protocol}", f"preset={cfg.preset}", f"registers={cfg.registers!r}",
+        source = [f"protocol={cfg.protocol}", *driver_for(cfg.protocol).baseline_key(cfg),
                   f"detector={cfg.detector.type}:{sorted(dict(cfg.detector.params).items())!r}"]
         return source + list(feature_names(self.spec))

@@ -13,14 +13,16 @@ import numpy as np
 MAX_CHANNEL_PANELS = 6  # more channels share the last panel, standardized
 
 
+class PlotError(Exception):
+    """The picture cannot be drawn (matplotlib missing); the replay command reports it (exit 2)."""
+
+
 def check_available() -> None:
-    """Raise ReplayError early (before a long replay) when matplotlib is missing."""
+    """Raise PlotError early (before a long replay) when matplotlib is missing."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        from agent.replay import ReplayError
-
-        raise ReplayError("--plot needs matplotlib: pip install 'pdm-agent[plot]'") from None
+        raise PlotError("--plot needs matplotlib: pip install 'pdm-agent[plot]'") from None
 
 
 def _spans(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -26,6 +26,8 @@ _RANK = {"clear": 0, "warning": 1, "alarm": 2}
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
+    """Alert thresholds (score in [0, 1]), n-of-m debounce and hysteresis (from the sensor's `alerts:`)."""
+
     warning: float = 0.5
     alarm: float = 0.9
     debounce_n: int = 3

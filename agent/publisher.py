@@ -34,7 +34,9 @@ import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from agent import topics
 from agent.broker_faults import ClientIdClash, RefusedMessages
+from agent.config_models import MqttConfig, TlsConfig
 from agent.outbox import Outbox
 from agent.records import iso_utc
 
@@ -51,62 +53,56 @@ class Publisher:
 
     def __init__(
         self,
-        *,
-        host: str,
-        port: int,
-        client_id: str,
-        topic_prefix: str,
-        device_id: str,
+        mqtt_config: MqttConfig,
         outbox: Outbox,
-        health: Callable[[], dict],
+        status: Callable[[], dict],
+        *,
+        device_id: str,
         version: str,
-        keepalive: int = 30,
-        username: str | None = None,
-        password: str | None | Callable[[], str | None] = None,
-        password_source: str | None = None,
-        tls: dict | None = None,
-        reconnect_min_s: float = 1,
-        reconnect_max_s: float = 60,
-        max_inflight: int = 20,
-        status_interval_s: float = 30,
         retained: Callable[[], list[tuple[str, bytes]]] | None = None,
         log=None,
-        max_packet_bytes: int | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.client_id = client_id
-        self.topic_prefix = topic_prefix
+        """`mqtt_config`: the `mqtt:` section (broker, credentials, TLS, topic prefix, reconnect
+        and window settings), read here once; a changed section means a new Publisher.
+        `outbox`: where rows wait until acked. `status()`: the status document's body (merged
+        into every ``online`` status). `device_id` and `version` name this agent in topics and
+        the status. `retained()`: (topic, payload) pairs published retained after every connect.
+        Raises what paho raises for unusable TLS files."""
+        m = mqtt_config
+        self.host = m.host
+        self.port = m.port
+        self.client_id = m.effective_client_id
+        self.topic_prefix = m.topic_prefix
         self.device_id = device_id
         self.outbox = outbox
-        self.health = health
+        self.health = status
         self.version = version
-        self.keepalive = keepalive
-        self.max_inflight = max(1, int(max_inflight))
-        self.status_interval_s = status_interval_s
+        self.keepalive = m.keepalive
+        self.max_inflight = max(1, int(m.max_inflight))
+        self.status_interval_s = m.status_interval_s
         self.retained = retained  # (topic, payload) pairs published retained after every connect
         self.log = log if log is not None else structlog.get_logger("pdm-agent.publisher")
-        self.refused = RefusedMessages(outbox, self.log, max_packet_bytes)  # poison rows, set aside
-        self.clash = ClientIdClash(client_id, (reconnect_min_s, reconnect_max_s), self.log)
+        self.refused = RefusedMessages(outbox, self.log, m.max_packet_bytes)  # poison rows, set aside
+        self.clash = ClientIdClash(self.client_id, (m.reconnect_min_s, m.reconnect_max_s), self.log)
 
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
+            client_id=self.client_id,
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )
-        # A callable password (the password_file reader) is read again before every connection
-        # attempt and on `reread_password` (SIGHUP), so a rotated secret needs no restart.
-        self.username = username
-        self.password_source = password_source  # where the password comes from, for messages
-        self._password_reader = password if callable(password) else None
-        self._password = password() if callable(password) else password
+        # The password (password_file or systemd credential) is read again before every
+        # connection attempt and on `reread_password` (SIGHUP), so a rotated secret needs no restart.
+        self.username = m.username
+        self.password_source = m.password_source  # where the password comes from, for messages
+        self._password_reader = m.password
+        self._password = m.password()
         self._password_error: str | None = None
-        if username is not None:
-            self._client.username_pw_set(username, self._password)
-        if tls:
-            self._configure_tls(tls)
-        self._client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)
+        if self.username is not None:
+            self._client.username_pw_set(self.username, self._password)
+        if m.tls is not None:
+            self._configure_tls(m.tls)
+        self._client.reconnect_delay_set(min_delay=m.reconnect_min_s, max_delay=m.reconnect_max_s)
         self._client.max_inflight_messages_set(self.max_inflight)
         # Room for the window plus a few status messages; beyond that publish() refuses
         # rather than growing paho's memory queue (the outbox is the queue).
@@ -135,13 +131,11 @@ class Publisher:
 
     # -- public API ------------------------------------------------------------------
 
-    @staticmethod
-    def join_topic(prefix: str, device: str, *parts: str) -> str:
-        return "/".join([prefix, device, *parts])
+    join_topic = staticmethod(topics.join)  # the scheme is agent/topics.py
 
     def topic(self, *parts: str) -> str:
         """``prefix/device/parts...``."""
-        return self.join_topic(self.topic_prefix, self.device_id, *parts)
+        return topics.join(self.topic_prefix, self.device_id, *parts)
 
     @property
     def connected(self) -> bool:
@@ -218,14 +212,12 @@ class Publisher:
         return json.dumps(body, separators=(",", ":"), default=str).encode()
 
     def _publish_status(self, state: str) -> mqtt.MQTTMessageInfo:
-        return self._client.publish(self.topic("status"), self._status_payload(state), qos=1, retain=True)
+        return self._client.publish(topics.status(self.topic_prefix, self.device_id), self._status_payload(state), qos=1, retain=True)
 
     # -- paho callbacks (network thread) ---------------------------------------------
 
     def reread_password(self) -> None:
         """Read the password source again (SIGHUP); used from the next connection attempt."""
-        if self._password_reader is None:
-            return
         try:
             password = self._password_reader()
         except (OSError, UnicodeError) as exc:
@@ -244,7 +236,7 @@ class Publisher:
     def _on_pre_connect(self, client, userdata) -> None:
         self.reread_password()
         # Re-armed before every attempt so the Will's ts is the time of this connection.
-        client.will_set(self.topic("status"), self._status_payload("offline", will=True), qos=1, retain=True)
+        client.will_set(topics.status(self.topic_prefix, self.device_id), self._status_payload("offline", will=True), qos=1, retain=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -361,15 +353,18 @@ class Publisher:
                 self._sent[info.mid] = msg.id
                 self.refused.sent(msg.id, size)
 
-    def _configure_tls(self, tls: dict) -> None:
+    def _configure_tls(self, tls: TlsConfig) -> None:
+        def path(p):
+            return None if p is None else str(p)
+
         self._client.tls_set(
-            ca_certs=tls.get("ca_file"),
-            certfile=tls.get("cert_file"),
-            keyfile=tls.get("key_file"),
+            ca_certs=path(tls.ca_file),
+            certfile=path(tls.cert_file),
+            keyfile=path(tls.key_file),
             cert_reqs=ssl.CERT_REQUIRED,
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
-        if tls.get("insecure"):
+        if tls.insecure:
             # Skips the host name check only (self-signed lab brokers); the chain is still verified.
             self._client.tls_insecure_set(True)
 

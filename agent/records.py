@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import numpy as np
+from drivers.base import FeatureVector, Frame  # what drivers emit; re-exported here for the stages
 
 
 def iso_utc(ts: float) -> str:
@@ -41,34 +41,6 @@ def stable_id(*parts) -> str:
 def _envelope(record) -> dict:
     """The fields every published record starts with (the MQTT contract: docs/mqtt.md)."""
     return {"id": record.id, "ts": iso_utc(record.ts), "device": record.device, "sensor": record.sensor}
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """A block of consecutive raw samples from one sensor, as the driver read them.
-
-    `samples` has shape (n, len(channels)), float64, rows in time order. `t_end` is the
-    wall-clock time of the last sample (the moment the block was read). Raw samples never
-    leave the device: frames stop at the feature stage. `rejected` counts samples the
-    plausibility check removed from (or just before) this block: the windows around them are
-    never learned into a baseline.
-    """
-
-    sensor: str
-    t_end: float
-    channels: tuple[str, ...]
-    samples: np.ndarray
-    rejected: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureVector:
-    """Condition features of one window. Keys are `<channel>.<feature>`, e.g.
-    `ax.velocity_rms_mm_s`, `temp.mean_c`; the order of `values` is stable per sensor."""
-
-    sensor: str
-    ts: float  # end of the window
-    values: dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)

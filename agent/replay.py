@@ -7,7 +7,7 @@ INPUT is a CSV of low-rate records (each row is a feature vector already and ent
 `SensorPipeline.handle` directly), a CSV of raw waveform samples (--rate, a --config sensor with
 `sample_rate`, or a time column stepping by <= 5 ms: windowed and featurized by the daemon's own
 `SensorPipeline.process`, one record per window), or a directory of burst captures (each burst
-becomes one feature vector through agent/features.extract_batch, then `handle`). Everything after
+becomes one feature vector through models/features.extract_batch, then `handle`). Everything after
 the features (detector, calibration, alert policy) is the daemon's own code. Output: one row per record,
 `timestamp,score,alert,level,ready,reason`.
 
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.replay_io import InputError, Table, list_bursts, read_burst, read_csv, waveform_rate
+from drivers.recordings import InputError, Table, list_bursts, read_burst, read_csv, waveform_rate
 
-EXIT_OK, EXIT_USAGE = 0, 2
+from agent.exit_codes import EXIT_OK, EXIT_USAGE  # noqa: E402 (one definition)
 SENSOR = "replay"
 
 # Recommended defaults per kind of input (config.yaml documents the same numbers).
@@ -82,34 +82,34 @@ def default_sensor(kind: str, channels: list[str], rate: float | None = None, ba
     ("rows", "waveform" or "bursts"); waveform and burst channels and rate replace the base's."""
     from pydantic import ValidationError
 
-    from agent.config import SensorConfig
+    from agent.config import SensorConfig, parse_sensor, sensor_key_path
 
     try:
         if base is not None:
             if kind == "waveform":
-                data = base.model_dump()
+                data = base.model_dump(include=set(SensorConfig.model_fields))  # the keys every protocol has
                 keep = all(hi <= rate / 2 for _, hi in base.bands)
                 temps = [c for c in base.temperature_channels if c in channels]
                 data.update(name=SENSOR, protocol="sim", port=None, channels=channels, sample_rate=rate,
                             bands=data["bands"] if keep else None, temperature_channels=temps or None)
-                return SensorConfig.model_validate(data)
+                return parse_sensor(data)
             if kind == "bursts":
-                data = base.model_dump()
+                data = base.model_dump(include=set(SensorConfig.model_fields))
                 # The config's bands stay only if they fit this rate; otherwise the defaults, clipped.
                 keep = rate is None or all(hi <= rate / 2 for _, hi in base.bands)
                 data.update(name=SENSOR, protocol="sim", port=None, channels=channels,
                             bands=data["bands"] if keep else None, temperature_channels=None,
                             sample_rate=rate or base.sample_rate)
-                return SensorConfig.model_validate(data)
+                return parse_sensor(data)
             return base
         if kind == "bursts":
-            return SensorConfig(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels, **BURST_DEFAULTS)
+            return parse_sensor(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels, **BURST_DEFAULTS)
         if kind == "waveform":  # the daemon's own defaults: windows, features, detector, alerts
-            return SensorConfig(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels)
+            return parse_sensor(name=SENSOR, protocol="sim", sample_rate=rate, channels=channels)
         defaults = UNIVARIATE_DEFAULTS if len(channels) == 1 else LOW_RATE_DEFAULTS
-        return SensorConfig(name=SENSOR, protocol="sim", **defaults)
+        return parse_sensor(name=SENSOR, protocol="sim", **defaults)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{sensor_key_path(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ReplayError(f"cannot build the replay sensor for channels {channels}: {problems}") from None
 
 
@@ -143,11 +143,9 @@ def _run(pipeline, vectors, ts: np.ndarray, train_rows: int, progress) -> tuple[
     score = np.zeros(n)
     alert = np.zeros(n, dtype=np.int8)
     extra = []
-    model, policy = pipeline.model, pipeline.policy
+    policy = pipeline.policy
     for i, vector in enumerate(vectors):
         s = pipeline.handle(vector)
-        if train_rows and i == train_rows - 1:
-            model.finish_learning(float(ts[i]))
         score[i] = s.value
         alert[i] = policy.active
         extra.append((policy.level, int(s.ready), s.reason[0][0] if s.reason else ""))
@@ -157,13 +155,16 @@ def _run(pipeline, vectors, ts: np.ndarray, train_rows: int, progress) -> tuple[
 
 
 def _prepare(pipeline, ts: np.ndarray, train_rows: int) -> None:
-    """With --train-rows N the baseline is exactly the first N records: the model's own clock must
-    not end it earlier (learning ends in `_run` after record N), and it is not adapted afterwards
-    (the benchmark protocols: learn on the head, score the rest). 0 keeps the daemon's behaviour."""
+    """With --train-rows N the baseline is exactly the first N records (StreamingModel
+    `baseline_rows`) and it is not adapted afterwards (the benchmark protocols: learn on the head,
+    score the rest); its phase length, which places the cold start, is their span (just over it,
+    as the replay figures were measured). 0 keeps the daemon's model."""
     if train_rows:
+        from agent.pipeline import build_model
+
         span = float(ts[train_rows - 1] - ts[0])
-        pipeline.model.learn_seconds = span * (1 + 1e-9) + 1e-6
-        pipeline.model.adapt_half_life_s = None
+        pipeline.model = build_model(pipeline.cfg.detector, pipeline.cfg.alerts, baseline_rows=train_rows,
+                                     learn_seconds=span * (1 + 1e-9) + 1e-6, adapt_half_life_s=None)
 
 
 def replay_table(table: Table, sensor_cfg, train_rows: int = 0) -> Result:
@@ -187,7 +188,7 @@ def replay_table(table: Table, sensor_cfg, train_rows: int = 0) -> Result:
 def replay_bursts(directory: str, rate: float, sensor_cfg_for, columns: list[str] | None,
                   train_rows: int = 0) -> Result:
     """Replay a directory of bursts: each burst -> waveform features (vectorized) -> handle()."""
-    from agent.features import extract_batch, feature_names
+    from models.features import extract_batch, feature_names
     from agent.pipeline import SensorPipeline
     from agent.records import FeatureVector, iso_utc
 
@@ -240,7 +241,7 @@ def replay_bursts(directory: str, rate: float, sensor_cfg_for, columns: list[str
 
 def replay_waveform(table: Table, rate: float, sensor_cfg, train_rows: int = 0) -> Result:
     """Replay a CSV of raw samples as the daemon runs a serial sensor: agent/windowing.Windower cuts
-    `sensor_cfg.window` windows (agent/features.extract), one output record per window, dated and
+    `sensor_cfg.window` windows (models/features.extract), one output record per window, dated and
     stamped at its last sample. Frames are fed one hop at a time so --train-rows N ends learning
     exactly after window N."""
     from agent.pipeline import SensorPipeline
@@ -263,14 +264,12 @@ def replay_waveform(table: Table, rate: float, sensor_cfg, train_rows: int = 0) 
     shown = np.empty((len(ends), len(table.columns)))
     score, alert, extra = np.zeros(len(ends)), np.zeros(len(ends), dtype=np.int8), []
     progress = _Progress(len(ends), "replay")
-    model, policy, channels = pipeline.model, pipeline.policy, tuple(table.columns)
+    policy, channels = pipeline.policy, tuple(table.columns)
     t0 = time.perf_counter()
     start = 0
     for j, end in enumerate(ends.tolist()):
         (s,) = pipeline.process(Frame(SENSOR, float(ts[end - 1]), channels, table.values[start:end]))
         start = end
-        if train_rows and j == train_rows - 1:
-            model.finish_learning(float(win_ts[j]))
         window = table.values[end - size:end]
         shown[j] = np.where(temps, window.mean(axis=0), window.std(axis=0))
         score[j], alert[j] = s.value, policy.active
@@ -374,6 +373,8 @@ def main(args) -> int:
     if os.path.exists(args.out) and os.path.exists(args.input) and os.path.samefile(args.out, args.input):
         print(f"pdm-agent replay: error: --out {args.out} is the input; choose another file", file=sys.stderr)
         return EXIT_USAGE
+    from agent.plot import PlotError  # light: matplotlib is imported only when drawing
+
     try:
         if args.plot:
             from agent.plot import check_available
@@ -385,7 +386,7 @@ def main(args) -> int:
             from agent.plot import plot
 
             plot(args.plot, res)
-    except (InputError, ReplayError) as exc:
+    except (InputError, ReplayError, PlotError) as exc:
         print(f"pdm-agent replay: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:

@@ -30,6 +30,8 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True, slots=True)
 class HealthConfig:
+    """Offline and stuck limits in seconds (from the sensor's `health:` section and its cadence)."""
+
     offline_after_s: float = 10.0
     stuck_after_s: float = 600.0
 
@@ -103,18 +105,13 @@ class SensorHealth:
 
 
 def from_sensor_config(sensor_cfg) -> SensorHealth:
-    """Health tracking for a sensor: its `health:` section, ranges from its Modbus map if any."""
-    h = sensor_cfg.health
-    if sensor_cfg.protocol == "modbus":
-        cadence = sensor_cfg.poll_interval
-    else:
-        cadence = (sensor_cfg.window.hop or sensor_cfg.window.size) / sensor_cfg.sample_rate
-    offline = h.offline_after_s if h.offline_after_s is not None else max(10.0, 3 * cadence)
-    ranges: dict[str, tuple[float, float]] = {}
-    if sensor_cfg.protocol == "modbus":
-        from drivers.presets import get_preset
+    """Health tracking for a sensor: its `health:` section, ranges from its driver (a Modbus map) if any."""
+    from agent.baseline import cadence_s
+    from drivers.base import driver_for
 
-        regs = list(get_preset(sensor_cfg.preset).registers) if sensor_cfg.preset else []
-        ranges = {r.name: r.range for r in regs if r.range}
-        ranges.update({r.name: tuple(r.range) for r in sensor_cfg.registers if r.range})
+    h = sensor_cfg.health
+    driver = driver_for(sensor_cfg.protocol)
+    cadence = cadence_s(sensor_cfg)
+    offline = h.offline_after_s if h.offline_after_s is not None else max(10.0, 3 * cadence)
+    ranges = driver.value_ranges(sensor_cfg)
     return SensorHealth(HealthConfig(offline, h.stuck_after_s), ranges)

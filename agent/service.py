@@ -13,16 +13,14 @@ import os
 import select
 import signal
 import socket
-import threading
 import time
-from collections import deque
 
-from agent import __version__
-from agent import status_file
+from agent import __version__, status, status_file, topics
 from agent.alert_state import AlertLevels
 from agent.config import Config, ConfigError, load_config
 from agent.control import ControlServer, serve, socket_path
-from agent.health import CpuMeter, rss_mib
+from agent.discovery import DiscoveryFeed
+from agent.health import CpuMeter
 from agent.hotswap import ModelManager
 from agent.logs import Every
 from agent.storage import Store
@@ -37,6 +35,12 @@ SAVE_EVERY_S = 300.0  # learned baselines are checkpointed this often (and at st
 
 
 class Service:
+    """The daemon's lifecycle: build the outbox, publisher, sensor workers and control socket from the
+    configuration (`start`), run the main loop (`run`: signals -> flags, reloads, checkpoints,
+    watchdog, status), and stop in order (`stop`: sensors first, then the publisher; pending
+    messages stay in the outbox). Topics, the status document and reload planning live in
+    agent/topics.py, agent/status.py and agent/reload.py."""
+
     def __init__(self, config_path: str, log, cfg: Config | None = None) -> None:
         self.config_path = config_path
         self.log = log
@@ -56,15 +60,11 @@ class Service:
         self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s)  # bundles
         self._dropped_logged = 0
         self._warn_drop = Every(30.0)
-        self._unsaved: deque = deque(maxlen=10_000)
-        self._unsaved_lock = threading.Lock()
-        self._warn_put = Every(30.0)
         self.levels = AlertLevels(str(self.cfg.storage.dir))
         self.outbox: Store | None = None
         self.publisher: Publisher | None = None
         self.stall_s = STALL_S
-        self._discovery = None
-        self._discovery_key = None
+        self.discovery = DiscoveryFeed(__version__)
         self.last_reload: dict = {"ts": None, "result": "none"}
         self._status_file_due = True
         self._status_text = ""
@@ -111,14 +111,11 @@ class Service:
     def storage_dir(self) -> str:
         return str(self.cfg.storage.dir)
 
-    def _topic(self, *parts: str) -> str:
-        return "/".join([self.cfg.mqtt.topic_prefix, self.cfg.device.id, *parts])
-
     def _emit(self, record: Alert | Aggregate) -> None:
         kind = "alert" if isinstance(record, Alert) else "aggregate"
         payload = json.dumps(record.payload(), separators=(",", ":")).encode()
-        self._unsaved.append((self._topic(record.sensor, kind), payload, kind, record.sensor))
-        self._flush_unsaved()
+        self.outbox.offer(topics.record(self.cfg.mqtt.topic_prefix, self.cfg.device.id, record.sensor, kind),
+                          payload, kind, record.sensor)
         if isinstance(record, Alert):
             try:
                 self.levels.record(record)
@@ -136,48 +133,10 @@ class Service:
                              max_outbox_mb=self.cfg.storage.max_outbox_mb, **{
                                  f"dropped_{k}s": v for k, v in self.outbox.dropped.items()})
 
-    def _flush_unsaved(self) -> None:
-        """Put pending records in the outbox, oldest first. If the disk refuses (full, I/O
-        error), they wait here (bounded) and are retried with the next record or tick."""
-        with self._unsaved_lock:
-            while self._unsaved:
-                try:
-                    self.outbox.put(*self._unsaved[0])
-                except Exception as exc:
-                    if self._warn_put.ready():
-                        self.log.error("outbox write failed; records kept in memory and retried",
-                                       pending=len(self._unsaved), error=str(exc))
-                    return
-                self._unsaved.popleft()
-
     def _make_publisher(self) -> Publisher:
-        m = self.cfg.mqtt
-        return Publisher(
-            host=m.host, port=m.port, client_id=m.effective_client_id,
-            topic_prefix=m.topic_prefix, device_id=self.cfg.device.id, keepalive=m.keepalive,
-            username=m.username, password=m.password, password_source=self._password_source(),
-            tls={k: (str(v) if v is not None and k != 'insecure' else v) for k, v in m.tls.model_dump().items()} if m.tls else None,
-            reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
-            max_inflight=m.max_inflight, status_interval_s=m.status_interval_s,
-            outbox=self.outbox, health=self.health, version=__version__, log=self.log,
-            retained=self._discovery_messages, max_packet_bytes=m.max_packet_bytes,
-        )
-
-    def _password_source(self) -> str | None:
-        m = self.cfg.mqtt
-        if m.password_file is not None:
-            return str(m.password_file)
-        return "the systemd credential mqtt-password" if os.environ.get("CREDENTIALS_DIRECTORY") else None
-
-    def _discovery_messages(self) -> list[tuple[str, bytes]]:
-        """Home Assistant discovery (off by default): retained, after every connect."""
-        ha = self.cfg.homeassistant
-        key = (ha.discovery_prefix, self.cfg.mqtt.topic_prefix, self.cfg.device.id)
-        if self._discovery is None or self._discovery_key != key:
-            from agent.discovery import Discovery
-
-            self._discovery, self._discovery_key = Discovery(*key, __version__), key
-        return self._discovery.messages(ha.enabled, [s.name for s in self.cfg.sensors])
+        # Home Assistant discovery (off by default) rides on the publisher: retained, after every connect.
+        return Publisher(self.cfg.mqtt, self.outbox, self.health, device_id=self.cfg.device.id, version=__version__,
+                         retained=lambda: self.discovery.messages(self.cfg), log=self.log)
 
     def _make_worker(self, sensor_cfg) -> SensorWorker:
         pipeline = SensorPipeline(
@@ -193,7 +152,7 @@ class Service:
         # Same for the ISO zone check: a zone C/D raised before a restart is cleared after it.
         if pipeline.iso.cfg.enabled:
             pipeline.iso.level = {"warning": 2, "alarm": 3}.get(levels.get("iso10816", "clear"), 0)
-        if getattr(pipeline.model, "learns", True) and pipeline.load_state(self.storage_dir):
+        if pipeline.model.learns and pipeline.load_state(self.storage_dir):
             self.log.info("learned baseline restored", sensor=sensor_cfg.name, model=pipeline.model_name)
         # One offline rule for the alert and the status topic: the sensor's `health:` section.
         worker = SensorWorker(sensor_cfg, pipeline, self.log,
@@ -288,7 +247,7 @@ class Service:
                         self.log.exception("reload failed; keeping what runs")
                         self.last_reload = {"ts": iso_utc(time.time()), "result": "failed", "errors": [str(exc)]}
                         self.notifier.ready(self.summary())
-                self._flush_unsaved()
+                self.outbox.flush_unsaved()
                 self.outbox.retry()
                 self.models.poll()
                 if self.healthy():
@@ -355,40 +314,10 @@ class Service:
 
     # -- health ----------------------------------------------------------------------------
     def health(self) -> dict:
-        sensors = {}
-        for name, w in list(self.workers.items()):
-            p = w.pipeline
-            sensors[name] = {
-                "online": w.online,
-                "baseline": p.baseline(),
-                "model": p.model_name,
-                "windows": p.stats.windows,
-                "alerts": p.stats.alerts,
-                "alert_level": p.policy.level,
-                "last_score": None if p.stats.last_score is None else round(p.stats.last_score, 4),
-                **({"error": w.error} if w.error else {}),
-                **w.counters(),
-                "health": p.sensor_health.report(w.online),
-                **({"iso10816": p.iso.state()} if p.iso.last_zone else {}),
-                **self.models.status(name),
-                **self._alert_status(name, w),
-            }
-        depth = self.outbox.depth() if self.outbox else {}
-        return {
-            "uptime_s": round(time.time() - self.started, 1),
-            "rss_mib": round(rss_mib(), 1),
-            "cpu_percent": self.cpu.percent(),
-            "sensors": sensors,
-            "outbox": {**depth, "dropped": dict(self.outbox.dropped) if self.outbox else {},
-                       "rejected": dict(self.outbox.rejected) if self.outbox else {}},
-            "storage": self.outbox.state() if self.outbox else {},
-            "config": {"path": self.config_path, "reload": self.last_reload},
-        }
-
-    def _alert_status(self, name: str, worker: SensorWorker) -> dict:
-        p = worker.pipeline
-        return self.levels.status(name, {"anomaly": p.policy.level, "iso10816": p.iso.state()["level"],
-                                         "sensor_offline": "alarm" if worker.offline else "clear"})
+        """The status document (agent/status.py) of this service, now."""
+        return status.document(started=self.started, cpu=self.cpu, workers=self.workers, models=self.models,
+                               levels=self.levels, outbox=self.outbox, config_path=self.config_path,
+                               last_reload=self.last_reload)
 
     def summary(self) -> str:
         n = len(self.workers)

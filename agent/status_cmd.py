@@ -13,10 +13,11 @@ import json
 import sys
 import threading
 
+from agent import topics
 from agent import status_file
 from agent.alert_text import describe_alert
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 
 
 def add_arguments(p) -> None:
@@ -29,7 +30,7 @@ def fetch_from_broker(cfg, config_path: str, timeout: float) -> tuple[dict | Non
     """The retained status document (or None) and a note saying where it came from or why not."""
     from agent.mqtt_client import BrokerError, Subscription
 
-    topic = "/".join([cfg.mqtt.topic_prefix, cfg.device.id, "status"])
+    topic = topics.status(cfg.mqtt.topic_prefix, cfg.device.id)
     got: list[dict] = []
     arrived = threading.Event()
 

@@ -27,12 +27,15 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 
+from agent.logs import Every
 from agent.memory_queue import MemoryQueue
 from agent.outbox import KINDS, Message, Outbox
 
 MEMORY_QUEUE_BYTES = 4 * 2**20  # in-memory bound while the disk refuses writes (RAM is small too)
+UNSAVED_MAX = 10_000  # records offer() keeps while even put() fails
 RETRY_DISK_S = 60.0  # how often an unusable state directory is tried again
 
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -96,6 +99,9 @@ class Store:
         self.reason: str | None = None  # why rows are in memory (None: the disk takes everything)
         self._tried = 0.0
         self._lock = threading.RLock()  # serialises the disk's open/replace with its use
+        self._unsaved: deque = deque(maxlen=UNSAVED_MAX)  # see offer()
+        self._unsaved_lock = threading.Lock()
+        self._warn_put = Every(30.0)
         self._open_disk()
 
     # -- opening, damage and retry -------------------------------------------------
@@ -228,6 +234,27 @@ class Store:
                 if self.disk is not None:
                     return self.put(topic, payload, kind, key)
             return self.memory.put(topic, payload, kind, key)
+
+    def offer(self, topic: str, payload: bytes, kind: str, key: str) -> None:
+        """`put` for a caller that must not block on trouble: if `put` fails all the same (a bug, a
+        full disk in the memory fallback), records wait in a bounded in-process list (UNSAVED_MAX,
+        oldest dropped) and are retried, oldest first, with the next offer or `flush_unsaved()`."""
+        with self._unsaved_lock:
+            self._unsaved.append((topic, payload, kind, key))
+        self.flush_unsaved()
+
+    def flush_unsaved(self) -> None:
+        """Retry the records `offer` could not put, oldest first; stop at the first that fails again."""
+        with self._unsaved_lock:
+            while self._unsaved:
+                try:
+                    self.put(*self._unsaved[0])
+                except Exception as exc:
+                    if self._warn_put.ready():
+                        self.log.error("outbox write failed; records kept in memory and retried",
+                                       pending=len(self._unsaved), error=str(exc))
+                    return
+                self._unsaved.popleft()
 
     def claim(self, limit: int) -> list[Message]:
         out = self.memory.claim(limit, kind="alert")

@@ -13,6 +13,10 @@ import time
 
 
 class Notifier:
+    """sd_notify(3) messages to systemd: READY=1 once the service runs, RELOADING=1 around a SIGHUP,
+    STOPPING=1, STATUS= lines and WATCHDOG=1 pings; does nothing when not started by systemd
+    (no $NOTIFY_SOCKET)."""
+
     def __init__(self, address: str | None = None) -> None:
         self._address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
         if self._address and self._address.startswith("@"):

@@ -14,9 +14,10 @@ import json
 import queue
 import sys
 
+from agent import topics
 from agent.alert_text import describe_aggregate, describe_alert
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from agent.exit_codes import EXIT_FAIL, EXIT_OK, EXIT_USAGE  # noqa: E402,F401 (one definition)
 
 
 def add_arguments(p) -> None:
@@ -42,10 +43,10 @@ def main(args) -> int:
     if not args.timeout > 0:
         print(f"--timeout: must be a number of seconds > 0; got {args.timeout:g}", file=sys.stderr)
         return EXIT_USAGE
-    base = "/".join([cfg.mqtt.topic_prefix, cfg.device.id, args.sensor or "+"])
-    topics = [f"{base}/alert"] + ([f"{base}/aggregate"] if args.aggregates else [])
+    kinds = ("alert", "aggregate") if args.aggregates else ("alert",)
+    subscribe = [topics.record(cfg.mqtt.topic_prefix, cfg.device.id, args.sensor or "+", kind) for kind in kinds]
     inbox: queue.Queue = queue.Queue()
-    sub = Subscription(cfg.mqtt, topics, lambda t, p, r: inbox.put((t, p)), role="watch", config_path=path)
+    sub = Subscription(cfg.mqtt, subscribe, lambda t, p, r: inbox.put((t, p)), role="watch", config_path=path)
     try:
         sub.start()
         sub.wait_subscribed(args.timeout)
@@ -53,7 +54,7 @@ def main(args) -> int:
         sub.close()
         print(f"pdm-agent watch: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    print(f"watching {', '.join(topics)} on {sub.where} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    print(f"watching {', '.join(subscribe)} on {sub.where} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     seen = 0
     reported_loss = False
     try:

@@ -21,20 +21,27 @@ from collections import deque
 
 from agent.logs import Every
 from agent.plausibility import PhysicalRange
-from agent.records import Alert, FeatureVector
+from agent.records import Alert
+from drivers.base import VALUES
 
 
-def _size(item) -> int:
-    """Samples in a queued item; a FeatureVector (modbus poll) counts as one."""
-    return 1 if isinstance(item, FeatureVector) else len(item.samples)
+def _size(item, values: bool) -> int:
+    """Samples in a queued item; a FeatureVector (a VALUES source's poll) counts as one."""
+    return 1 if values else len(item.samples)
 
 
 class SensorWorker:
+    """One sensor's two threads: the reader drains its source into a bounded queue (at most
+    `queue_seconds` of samples; the oldest are dropped and counted), the processor feeds the
+    pipeline from it. Heartbeats per stage feed the watchdog; no data for `offline_after_s`
+    raises a sensor_offline alert."""
+
     def __init__(self, cfg, pipeline, log, *, queue_seconds: float = 10.0, offline_after_s: float = 10.0) -> None:
         self.cfg = cfg
         self.pipeline = pipeline
         self.log = log
         self.source = None
+        self._values = False  # the source's kind is VALUES (set once it is open)
         self.error: str | None = None
         self.offline_after_s = offline_after_s  # no data this long (or a lost port) = offline
         rate = float(cfg.sample_rate)
@@ -59,10 +66,11 @@ class SensorWorker:
         ]
 
     def start(self) -> None:
-        from drivers.sources import open_source
+        from drivers.base import open_source
 
         try:
             self.source = open_source(self.cfg, log=self.log)
+            self._values = self.source.kind == VALUES  # the front end is picked once, from the source
         except Exception as exc:  # e.g. a protocol this build does not have: this sensor only
             self.error = str(exc)
             self.log.error("sensor cannot start", sensor=self.cfg.name, error=self.error)
@@ -109,7 +117,7 @@ class SensorWorker:
             self._report_input_errors()
             if frame is None:
                 continue
-            if isinstance(frame, FeatureVector):  # a modbus poll: values, not samples to range-check
+            if self._values:  # a poll: values, not samples to range-check
                 self._enqueue(frame)
                 continue
             frame = self.range.filter(frame)
@@ -120,12 +128,12 @@ class SensorWorker:
     def _enqueue(self, frame) -> None:
         with self._cond:
             self._queue.append(frame)
-            self._queued += _size(frame)
+            self._queued += _size(frame, self._values)
             dropped = 0
             while self._queued > self._max_queued and len(self._queue) > 1:
                 old = self._queue.popleft()
-                self._queued -= _size(old)
-                dropped += _size(old)
+                self._queued -= _size(old, self._values)
+                dropped += _size(old, self._values)
             self._cond.notify()
         if dropped:
             self.dropped_samples += dropped

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.config_models import SensorConfig  # noqa: E402
+from agent.config_models import SensorConfig, parse_sensor  # noqa: E402
 from agent.pipeline import SensorPipeline  # noqa: E402
 from agent.records import Frame  # noqa: E402
 from drivers.simulator import Machine  # noqa: E402
@@ -38,7 +38,7 @@ CHANNELS = ("ax", "ay", "az", "temp")
 
 
 def sensor(learn_seconds: float, **detector) -> SensorConfig:
-    return SensorConfig(name="pump1", protocol="sim", sample_rate=RATE, channels=list(CHANNELS),
+    return parse_sensor(name="pump1", protocol="sim", sample_rate=RATE, channels=list(CHANNELS),
                         detector={"learn_seconds": learn_seconds, **detector})
 
 

@@ -9,7 +9,7 @@ Runs come from bench/runtofailure.py (IMS-like: 4 channels, 20,480 samples at 20
 six runs with different noise, load and temperature wander and sensor glitches; run "long" (seed
 10) is 30 days with the defect from day 25, for false alarms over weeks of healthy wander.
 
-Each burst becomes one feature vector with agent/features.extract_batch and the sensor spec
+Each burst becomes one feature vector with models/features.extract_batch and the sensor spec
 `pdm-agent replay` builds for a burst directory (agent/replay.py `default_sensor("bursts")`), then
 goes through the replay's own path after the features (`replay_table`: SensorPipeline.handle,
 StreamingModel, calibration, alert policy) with --train-rows 0, as the acceptance check runs it.
@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "bench"))  # appended: bench/models.py must not shadow the models package
 
 import runtofailure as rtf  # noqa: E402
-from agent.config import SensorConfig  # noqa: E402
-from agent.features import FeatureSpec, extract_batch, feature_names  # noqa: E402
+from agent.config import SensorConfig, parse_sensor  # noqa: E402
+from models.features import FeatureSpec, extract_batch, feature_names  # noqa: E402
 from agent.replay import BURST_DEFAULTS, replay_table  # noqa: E402
-from agent.replay_io import Table  # noqa: E402
+from drivers.recordings import Table  # noqa: E402
 
 RATE = 20000.0
 SEEDS = (0, 1, 2, 3, 4, 5)
@@ -62,7 +62,7 @@ VARIANCE = (0.9, 0.99)
 def sensor(bands, detector: dict) -> SensorConfig:
     """The burst sensor replay builds, with these bands and detector settings."""
     extra = {} if bands is None else {"bands": [list(b) for b in bands]}
-    return SensorConfig(name="replay", protocol="sim", sample_rate=RATE, channels=["ch1", "ch2", "ch3", "ch4"],
+    return parse_sensor(name="replay", protocol="sim", sample_rate=RATE, channels=["ch1", "ch2", "ch3", "ch4"],
                         detector=detector, alerts=BURST_DEFAULTS["alerts"], **extra)
 
 

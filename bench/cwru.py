@@ -5,7 +5,7 @@
 
 Data preparation is bench/detectors.py's `cwru_data` (shared code): drive-end and fan-end channels,
 Normal_0 (48 kHz) decimated by 4 to 12 kHz like the fault files, 1024-sample windows, hop 256,
-agent/features.extract_batch. The first 70 % of Normal_0 is the baseline, the last 30 % the healthy
+models/features.extract_batch. The first 70 % of Normal_0 is the baseline, the last 30 % the healthy
 hold-out. Each detector learns the baseline in a StreamingModel (then frozen) and scores every
 file from a copy of that state; a detector that smooths over k windows (`pca` with `smooth`) is
 scored from each file's k-th window on (the first k - 1 fill its context, so no fault window is

@@ -6,7 +6,7 @@
 For each detector (a registry name, optionally with `:param=value,...`):
 
 - Simulator (drivers/simulator.py, 3200 Hz, 4096-sample tumbling windows, features of
-  agent/features.py): a StreamingModel learns `--train-min` minutes of a healthy machine; the frozen
+  models/features.py): a StreamingModel learns `--train-min` minutes of a healthy machine; the frozen
   model then scores the next `--test-min` minutes of the healthy machine and of the same machine
   (same seed) with each fault seeded at the end of training (windows of the 5 s severity ramp skipped).
   Same seed means same noise, so `healthy + severity * (faulty - healthy)` is the machine with the
@@ -41,7 +41,7 @@ from scipy.stats import rankdata
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.features import FeatureSpec, extract_batch, feature_names  # noqa: E402
+from models.features import FeatureSpec, extract_batch, feature_names  # noqa: E402
 from agent.policy import AlertPolicy, PolicyConfig  # noqa: E402
 from agent.records import Score  # noqa: E402
 from drivers.simulator import FAULTS, FAULT_RAMP_S, Machine  # noqa: E402

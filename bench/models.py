@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from agent.features import FeatureSpec  # noqa: E402
+from models.features import FeatureSpec  # noqa: E402
 from models.training import data, export  # noqa: E402
 from models.training.train import train  # noqa: E402
 

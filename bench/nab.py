@@ -55,7 +55,7 @@ def replay_file(args) -> tuple[str, np.ndarray, np.ndarray]:
     """(relative path, score column, alert column) of one series replayed with `params`."""
     data, rel, params = args
     from agent.replay import default_sensor, replay_table
-    from agent.replay_io import read_csv
+    from drivers.recordings import read_csv
 
     table = read_csv(str(data / "data" / rel), None)
     cfg = default_sensor("rows", table.columns)
@@ -99,7 +99,7 @@ def loco(c, scores_by_point: dict, profile: str) -> tuple[float, dict]:
 
 def speed(data: pathlib.Path, rows: int = 50_000) -> None:
     """Rows/s of each registered detector on one channel (score, learn, observe per row), one core."""
-    from agent.replay_io import read_csv
+    from drivers.recordings import read_csv
     from models import registry
 
     values = read_csv(str(data / "data" / "realTweets" / "Twitter_volume_AAPL.csv"), None).values[:, 0]

@@ -4,7 +4,7 @@ This is what the agent would look like written the obvious way, without numpy: e
 parsed with ``split`` and ``float()``, samples appended to per-channel lists, moments as
 Python loops, spectra from a textbook iterative radix-2 FFT, the Mahalanobis detector with
 list-of-lists matrices (Gauss-Jordan inverse). It computes the SAME features as
-agent/features.py (same windowing, Hann scaling, bands, velocity, envelope; bench/performance.py
+models/features.py (same windowing, Hann scaling, bands, velocity, envelope; bench/performance.py
 checks the values agree) and the same detector, calibration and N-of-M policy as
 models/gaussian.py, models/streaming.py and agent/policy.py, so bench/performance.py can report
 how much the vectorized pipeline gains over it. It is deliberately "fair naive": it uses an
@@ -110,7 +110,7 @@ def waveform_features(x: list[float], rate: float, bands, velocity_band, envelop
     crest, kurtosis, skewness = peak / rms, m4 / (m2 * m2), m3 / (m2 * math.sqrt(m2))
 
     spectrum = fft(d)[: n // 2 + 1]
-    # Hann window as the 3-tap spectral convolution (as agent/features.py does).
+    # Hann window as the 3-tap spectral convolution (as models/features.py does).
     last = n // 2 - 1 if n % 2 == 0 else n // 2
     ext = [spectrum[1].conjugate()] + spectrum + [spectrum[last].conjugate()]
     hann_power_sum = 3.0 * n / 8.0  # sum(w**2) of the periodic Hann window

@@ -91,9 +91,9 @@ def start_writer(master: int, data: bytes, repeats: int, go: threading.Event) ->
 
 
 def sensor_config(name: str, port: str | None, **extra):
-    from agent.config import SensorConfig
+    from agent.config import parse_sensor
 
-    return SensorConfig(name=name, port=port, protocol="lines", sample_rate=RATE, channels=list(CHANNELS),
+    return parse_sensor(name=name, port=port, protocol="lines", sample_rate=RATE, channels=list(CHANNELS),
                         window=WINDOW, **extra)
 
 
@@ -185,7 +185,7 @@ def consume_raw(port: str, total: int, go: threading.Event) -> float:
 
 def consume_pipeline(pipeline, n_samples: int):
     def consume(port: str, total: int, go: threading.Event) -> float:
-        from drivers.sources import SerialLinesSource
+        from drivers.lines import SerialLinesSource
 
         source = SerialLinesSource("pump1", port, 115200, CHANNELS)
         source.read()  # opens the port

@@ -43,11 +43,11 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.config import SensorConfig  # noqa: E402
+from agent.config import SensorConfig, parse_sensor  # noqa: E402
 from agent.policy import AlertPolicy, PolicyConfig  # noqa: E402
 from agent.records import Score  # noqa: E402
 from agent.replay import LOW_RATE_DEFAULTS, replay_table  # noqa: E402
-from agent.replay_io import Table, read_csv  # noqa: E402
+from drivers.recordings import Table, read_csv  # noqa: E402
 
 SKAB = pathlib.Path("/work/shared/datasets/skab")
 CHANNELS = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature",
@@ -93,7 +93,7 @@ def detector_config(smooth: int, temps: str, variance: float, statistic: str, ho
     params = {"smooth": smooth, "rate_of_change": TEMPS[temps], "variance": variance, "statistic": statistic,
               "horizon": horizon}
     detector = dict(LOW_RATE_DEFAULTS["detector"], params=params)
-    return SensorConfig(name="replay", protocol="sim", detector=detector, alerts=LOW_RATE_DEFAULTS["alerts"])
+    return parse_sensor(name="replay", protocol="sim", detector=detector, alerts=LOW_RATE_DEFAULTS["alerts"])
 
 
 def alerts_at(score: np.ndarray, warning: float) -> np.ndarray:

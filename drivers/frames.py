@@ -35,9 +35,13 @@ from __future__ import annotations
 
 import binascii
 import struct
+from typing import Literal
 
 import numpy as np
 
+from drivers.base import WAVEFORM, Driver, PtyServer, register
+from drivers.config import Section
+from pydantic import Field
 from drivers.sources import SerialStreamSource
 
 SYNC = b"\xa5\x5a"
@@ -205,8 +209,10 @@ TEMP_SCALE = 0.01  # degC per count
 
 def stream_encoder(channels: tuple[str, ...], per_frame: int = 64):
     """`block (n, C) -> bytes` for the simulator: int16 frames of `per_frame` samples, with
-    acceleration at ACCEL_SCALE and temperature channels (temp*) at TEMP_SCALE."""
-    enc = FrameEncoder(tuple(TEMP_SCALE if c.startswith("temp") else ACCEL_SCALE for c in channels))
+    acceleration at ACCEL_SCALE and the simulator's temperature channels at TEMP_SCALE."""
+    from drivers.simulator import TEMPERATURE_CHANNELS
+
+    enc = FrameEncoder(tuple(TEMP_SCALE if c in TEMPERATURE_CHANNELS else ACCEL_SCALE for c in channels))
     per_frame = max(1, min(per_frame, MAX_SAMPLES))
     return lambda block, _channels=None: enc.encode_many(block, per_frame)
 
@@ -223,3 +229,24 @@ class SerialFramesSource(SerialStreamSource):
 
     def __init__(self, sensor: str, port: str, baudrate: int, channels: tuple[str, ...], log=None) -> None:
         super().__init__(sensor, port, baudrate, channels, FrameDecoder(len(channels)), log=log)
+
+
+class FramesSettings(Section):
+    """A `frames` sensor has no keys of its own beyond the serial port every sensor has."""
+
+    protocol: Literal["frames"] = Field("frames", validate_default=True)
+
+
+def _open(sensor_cfg, log=None) -> SerialFramesSource:
+    return SerialFramesSource(sensor_cfg.name, sensor_cfg.port, sensor_cfg.baudrate, tuple(sensor_cfg.channels), log=log)
+
+
+def _serve_pty(link: str, **kwargs) -> int:
+    """The pty server of `simulate --protocol frames` (drivers/base.PtyServer): the machine's
+    samples as int16 frames, one frame per block the server writes."""
+    from drivers.pty_server import stream
+
+    return stream(link, "frames", lambda channels, block_n: stream_encoder(channels, per_frame=block_n), **kwargs)
+
+
+register(Driver("frames", WAVEFORM, _open, settings=FramesSettings, pty_server=PtyServer(_serve_pty)))

@@ -14,7 +14,14 @@ lines can be dropped and counted while the good ones in the same block are kept.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+
+from drivers.base import WAVEFORM, Driver, PtyServer, register
+from drivers.config import Section
+from pydantic import Field
+from drivers.sources import SerialStreamSource
 
 # Bytes that may appear in a block the fast path takes on trust (for bytes.translate's
 # delete argument). Letters other than the exponent (nan, inf, garbage) and non-ASCII
@@ -182,3 +189,31 @@ class LinesParser:
 
     def _empty(self) -> np.ndarray:
         return np.empty((0, self.n_fields), dtype=np.float64)
+
+
+class SerialLinesSource(SerialStreamSource):
+    """`protocol: lines`: one ASCII line of comma-separated values per sample."""
+
+    def __init__(self, sensor: str, port: str, baudrate: int, channels: tuple[str, ...], log=None) -> None:
+        super().__init__(sensor, port, baudrate, channels, LinesParser(len(channels)), log=log)
+
+
+class LinesSettings(Section):
+    """A `lines` sensor has no keys of its own beyond the serial port every sensor has."""
+
+    protocol: Literal["lines"] = Field("lines", validate_default=True)
+
+
+def _open(sensor_cfg, log=None) -> SerialLinesSource:
+    return SerialLinesSource(sensor_cfg.name, sensor_cfg.port, sensor_cfg.baudrate, tuple(sensor_cfg.channels), log=log)
+
+
+def _serve_pty(link: str, **kwargs) -> int:
+    """The pty server of `simulate --protocol lines` (drivers/base.PtyServer): the machine's
+    samples as ASCII lines."""
+    from drivers.pty_server import format_lines, stream
+
+    return stream(link, "lines", lambda channels, block_n: format_lines, **kwargs)
+
+
+register(Driver("lines", WAVEFORM, _open, settings=LinesSettings, pty_server=PtyServer(_serve_pty)))

@@ -18,21 +18,13 @@ out of the feature vector and of later polls (`bad_registers` in the status); th
 from __future__ import annotations
 
 import logging
-import struct
-import threading
 import time
-from dataclasses import dataclass
 
-from agent.records import FeatureVector
+from drivers.base import VALUES, Driver, FeatureVector, PtyServer, register
+from drivers.modbus_codec import PYMODBUS_IMPORT, Read, decode, encode, plan_reads  # noqa: F401 (encode: re-exported)
+from drivers.modbus_config import ModbusSettings
 from drivers.presets import Register
 
-# pymodbus is imported lazily (only Modbus sensors pay for it), from worker threads. Its package
-# imports are circular, so two threads importing it for the first time at once can see a partly
-# initialised module (ImportError): every lazy pymodbus import takes this lock.
-PYMODBUS_IMPORT = threading.Lock()
-
-MAX_SPAN = 125  # registers per read request (Modbus limit for function 03/04)
-MAX_HOLE = 16  # read across a hole this small rather than sending one more request
 EXCEPTIONS = {  # Modbus Application Protocol v1.1b3, section 7
     1: "illegal function", 2: "illegal data address", 3: "illegal data value", 4: "server device failure",
     5: "acknowledge", 6: "server device busy", 8: "memory parity error", 10: "gateway path unavailable",
@@ -40,90 +32,16 @@ EXCEPTIONS = {  # Modbus Application Protocol v1.1b3, section 7
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Read:
-    table: str  # holding | input
-    address: int
-    count: int
-    registers: tuple[Register, ...]
-
-
-def plan_reads(registers: tuple[Register, ...] | list[Register]) -> list[Read]:
-    """Group registers into read requests: same table, near each other, at most MAX_SPAN long.
-
-    >>> from drivers.presets import QM30VT2, WTVB01
-    >>> [(r.table, r.address, r.count) for r in plan_reads(QM30VT2.registers)]
-    [('holding', 5201, 21)]
-    >>> [(r.table, r.address, r.count) for r in plan_reads(WTVB01.registers)]
-    [('holding', 52, 19)]
-    """
-    reads: list[Read] = []
-    ordered = sorted(registers, key=lambda r: (r.table, r.address))
-    group: list[Register] = []
-    for reg in ordered:
-        if group:
-            first, last = group[0], group[-1]
-            end = reg.address + reg.count
-            if reg.table != first.table or reg.address - (last.address + last.count) > MAX_HOLE \
-                    or end - first.address > MAX_SPAN:
-                reads.append(_read(group))
-                group = []
-        group.append(reg)
-    if group:
-        reads.append(_read(group))
-    return reads
-
-
-def _read(group: list[Register]) -> Read:
-    start = group[0].address
-    end = max(r.address + r.count for r in group)
-    return Read(group[0].table, start, end - start, tuple(group))
-
-
-def decode(reg: Register, words: list[int] | tuple[int, ...], word_order: str = "big") -> float:
-    """Physical value of `reg` from its raw 16-bit words (high word first unless word_order="little").
-
-    >>> from drivers.presets import Register
-    >>> decode(Register("temp.mean_c", 45204, "int16", scale=0.01), [0xFF38])
-    -2.0
-    >>> decode(Register("v", 40001, "float32"), [0x4048, 0xF5C3])
-    3.140000104904175
-    >>> decode(Register("n", 40001, "uint32"), [0x0000, 0x0001], word_order="little")
-    65536.0
-    """
-    if word_order == "little":
-        words = list(words)[::-1]
-    raw = struct.pack(f">{len(words)}H", *words)
-    fmt = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f"}[reg.type]
-    (value,) = struct.unpack(fmt, raw)
-    return float(value) * reg.scale if reg.scale != 1.0 else float(value)
-
-
-def encode(reg: Register, value: float, word_order: str = "big") -> list[int]:
-    """Raw words for a physical value (the simulated slave's side of `decode`).
-
-    >>> from drivers.presets import Register
-    >>> encode(Register("temp.mean_c", 45204, "int16", scale=0.01), -2.0)
-    [65336]
-    """
-    raw = value / reg.scale
-    if reg.type != "float32":
-        lo, hi = {"uint16": (0, 65535), "int16": (-32768, 32767), "uint32": (0, 2**32 - 1),
-                  "int32": (-(2**31), 2**31 - 1)}[reg.type]
-        raw = min(max(round(raw), lo), hi)
-    fmt = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f"}[reg.type]
-    words = list(struct.unpack(f">{reg.count}H", struct.pack(fmt, raw)))
-    return words[::-1] if word_order == "little" else words
-
-
 class ModbusSource:
-    """Polls one slave every `poll_interval` seconds (the Source contract of drivers/sources.py,
-    except that `read()` returns a FeatureVector: scalar values need no windowing).
+    """Polls one slave every `poll_interval` seconds (the Source contract of drivers/base.py, kind
+    VALUES: `read()` returns a FeatureVector, since scalar values need no windowing).
 
     `port` is a serial device or pyserial URL for RTU, or ``tcp://host:port`` for Modbus TCP.
     `read()` returns None until the next poll is due, sleeping at most `max_wait` seconds, so the
     worker stays responsive to stop and reload requests whatever the poll interval.
     """
+
+    kind = VALUES
 
     def __init__(
         self, sensor: str, port: str, *, registers: tuple[Register, ...], slave_id: int = 1,
@@ -305,3 +223,42 @@ def open_modbus(sensor_cfg, log=None) -> ModbusSource:
         baudrate=sensor_cfg.baudrate, parity=sensor_cfg.parity, poll_interval=sensor_cfg.poll_interval,
         timeout=sensor_cfg.timeout, retries=sensor_cfg.retries, word_order=sensor_cfg.word_order, log=log,
     )
+
+
+def _value_ranges(sensor_cfg) -> dict[str, tuple[float, float]]:
+    """The physical range of each value, from the preset's map overridden by `registers:`."""
+    from drivers.presets import get_preset
+
+    regs = list(get_preset(sensor_cfg.preset).registers) if sensor_cfg.preset else []
+    ranges = {r.name: r.range for r in regs if r.range}
+    ranges.update({r.name: tuple(r.range) for r in sensor_cfg.registers if r.range})
+    return ranges
+
+
+def _serve_pty(link: str, *, rate: float | None = None, rpm: float | None = None, preset: str = "qm30vt2",
+               **kwargs) -> int:
+    """The pty server of `simulate --protocol modbus` (drivers/base.PtyServer). A polled slave
+    reports the machine's condition values, not its samples, so `rate` and `rpm` do not apply."""
+    from drivers.modbus_slave import serve_modbus
+
+    return serve_modbus(link, preset, **kwargs)
+
+
+def _simulate_arguments(parser) -> tuple[str, ...]:
+    """The options of `simulate --protocol modbus`; returns their argparse names."""
+    from drivers.presets import PRESETS
+
+    modbus = parser.add_argument_group("modbus slave (--protocol modbus; SIGUSR1 unplugs it, SIGUSR2 plugs it back)")
+    modbus.add_argument("--preset", choices=sorted(PRESETS), default="qm30vt2", help="device to act as (default: qm30vt2)")
+    modbus.add_argument("--slave-id", type=int, default=None, metavar="N", help="unit id (default: the preset's)")
+    modbus.add_argument("--baudrate", type=int, default=None, metavar="BAUD",
+                        help="emulated line speed (default: the preset's)")
+    modbus.add_argument("--velocity", type=float, default=None, metavar="MM_S",
+                        help="healthy RMS velocity to report, mm/s (default: the preset's example)")
+    return ("preset", "slave_id", "baudrate", "velocity")
+
+
+register(Driver("modbus", VALUES, open_modbus, settings=ModbusSettings, cadence_s=lambda cfg: cfg.poll_interval,
+                value_ranges=_value_ranges,
+                baseline_key=lambda cfg: [f"preset={cfg.preset}", f"registers={cfg.registers!r}"],
+                pty_server=PtyServer(_serve_pty, _simulate_arguments)))

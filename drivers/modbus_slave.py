@@ -26,9 +26,9 @@ import time
 
 import numpy as np
 
-from drivers.modbus import PYMODBUS_IMPORT, encode, plan_reads
+from drivers.modbus_codec import PYMODBUS_IMPORT, encode, plan_reads
 from drivers.presets import Preset, get_preset
-from drivers.pty_server import link_error, _install_signal_handlers, open_pty_link
+from drivers.pty import install_signal_handlers, link_error, open_pty_link
 
 NOISE = 0.02
 _SCALED_BY_VELOCITY = ("velocity_rms_mm_s", "velocity_peak_mm_s", "displacement_um")
@@ -102,7 +102,7 @@ def serve_modbus(
     inner_device = os.ttyname(inner_slave)
     stop = stop or threading.Event()
     relay = _Relay(outer[0], inner_master, baudrate, stop)
-    restore = _install_signal_handlers(stop)
+    restore = install_signal_handlers(stop)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGUSR1, lambda *_: relay.plug(False))
         signal.signal(signal.SIGUSR2, lambda *_: relay.plug(True))

@@ -70,6 +70,8 @@ def modicon(number: int) -> tuple[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class Preset:
+    """A transmitter model's register map and factory serial settings."""
+
     name: str
     title: str
     baudrate: int

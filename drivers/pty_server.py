@@ -11,58 +11,19 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import signal
 import sys
 import threading
 import time
-import tty
+from typing import Callable
 
 import numpy as np
 
-from drivers.simulator import CHANNELS, FAULTS, Machine
+from drivers.base import pty_servers
+from drivers.pty import install_signal_handlers, link_error, open_pty_link  # noqa: F401 (re-exported)
+from drivers.simulator import CHANNELS, FAULTS, TEMPERATURE_CHANNELS, Machine
 
-PROTOCOLS = ("lines", "frames", "modbus")
 BLOCK_S = 0.02  # one write per 20 ms of samples: smooth for readers, cheap for us
 MAX_BLOCK_S = 1.0  # after a stall (suspend, overload) catch up in blocks of at most this much
-
-
-def link_error(link: str, exc: OSError) -> int:
-    """Say why --link could not be made; exit 2 when the path is the user's to fix."""
-    reason = str(exc) if isinstance(exc, FileExistsError) else f"{exc.strerror or exc}"
-    print(f"simulate: cannot create the pty link {link}: {reason}", file=sys.stderr)
-    return 2 if isinstance(exc, (FileExistsError, FileNotFoundError, PermissionError)) else 1
-
-
-def open_pty_link(link: str) -> tuple[int, int, str]:
-    """Open a pty and point `link` at its slave device; returns (master_fd, slave_fd, device).
-
-    The slave is set raw (no echo: an echoing pty would send our data back into the master's
-    input, fill it and block). The slave fd stays open for the life of the link, so a reader
-    that closes and reopens the port does not hang up the master. The link is replaced
-    atomically, so a reader never sees it missing or half-made.
-
-    >>> master, slave, device = open_pty_link("/tmp/pdm-doctest-pty")
-    >>> os.path.realpath("/tmp/pdm-doctest-pty") == device
-    True
-    >>> os.unlink("/tmp/pdm-doctest-pty"); os.close(master); os.close(slave)
-    """
-    if os.path.lexists(link) and not os.path.islink(link):
-        # Only ever replace our own kind of thing: a user's file at that path is not ours.
-        raise FileExistsError(f"{link} exists and is not a symlink; refusing to replace it")
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    device = os.ttyname(slave)
-    tmp = f"{link}.{os.getpid()}.tmp"
-    try:
-        os.symlink(device, tmp)
-        os.replace(tmp, link)
-    except OSError:
-        os.close(master)
-        os.close(slave)
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    return master, slave, device
 
 
 def format_lines(block: np.ndarray, channels: tuple[str, ...] = CHANNELS) -> bytes:
@@ -76,7 +37,7 @@ def format_lines(block: np.ndarray, channels: tuple[str, ...] = CHANNELS) -> byt
     """
     if block.size == 0:
         return b""
-    row = ",".join("%.3f" if c == "temp" else "%.5f" for c in channels[: block.shape[1]]) + "\n"
+    row = ",".join("%.3f" if c in TEMPERATURE_CHANNELS else "%.5f" for c in channels[: block.shape[1]]) + "\n"
     return ((row * block.shape[0]) % tuple(block.ravel().tolist())).encode("ascii")
 
 
@@ -120,9 +81,23 @@ def _discard_input(fd: int) -> None:
         pass
 
 
-def serve(
+def serve(link: str, protocol: str = "lines", **kwargs) -> int:
+    """Play the simulated device of `protocol` on a pty at `link`, through the protocol's registered
+    pty server (drivers/base.PtyServer: the keywords, the protocol's own `options` and the exit
+    codes are described there). An unknown protocol, or one without a pty server, is exit code 2.
+    """
+    servers = pty_servers()
+    if protocol not in servers:
+        print(f"simulate: unknown protocol {protocol!r} (available: {', '.join(servers)})", file=sys.stderr)
+        return 2
+    return servers[protocol].serve(link, **kwargs)
+
+
+def stream(
     link: str,
-    protocol: str = "lines",
+    protocol: str,
+    encoder: Callable[[tuple[str, ...], int], Callable[[np.ndarray, tuple[str, ...]], bytes]],
+    *,
     rate: float = 3200.0,
     fault: str | None = None,
     fault_at: float = 0.0,
@@ -130,21 +105,14 @@ def serve(
     duration: float | None = None,
     rpm: float = 1780.0,
     stop: threading.Event | None = None,
-    modbus: dict | None = None,
 ) -> int:
-    """Stream the simulated machine to a pty at `link` until SIGTERM/SIGINT, `stop` or `duration`.
+    """Stream the simulated machine's samples to a pty at `link` until SIGTERM/SIGINT, `stop` or
+    `duration`: the pty server of the waveform protocols (lines, frames). `encoder(channels,
+    block_n)` returns the protocol's `block (n, C) -> bytes` for blocks of about `block_n` samples.
 
     Returns the exit code: 0 when stopped, 1 when the link cannot be made, 2 for invalid usage
-    (unknown protocol or fault).
+    (unknown fault).
     """
-    if protocol == "modbus":  # a polled slave, not a stream: its own server (drivers/modbus_slave.py)
-        from drivers.modbus_slave import serve_modbus
-
-        return serve_modbus(link, fault=fault, fault_at=fault_at, seed=seed, duration=duration, stop=stop,
-                            **(modbus or {}))
-    if protocol not in PROTOCOLS:
-        print(f"simulate: unknown protocol {protocol!r} (available: {', '.join(PROTOCOLS)})", file=sys.stderr)
-        return 2
     try:
         machine = Machine(rate=rate, rpm=rpm, seed=seed, fault=fault, fault_at=fault_at)
     except ValueError as e:
@@ -155,7 +123,7 @@ def serve(
     except OSError as e:
         return link_error(link, e)
     stop = stop or threading.Event()
-    restore = _install_signal_handlers(stop)
+    restore = install_signal_handlers(stop)
     try:
         os.set_blocking(master, False)
         writer = _Writer(master)
@@ -167,12 +135,7 @@ def serve(
             flush=True,
         )
         block_n = max(1, round(rate * BLOCK_S))
-        if protocol == "frames":
-            from drivers.frames import stream_encoder
-
-            encode = stream_encoder(machine.channels, per_frame=block_n)
-        else:
-            encode = format_lines
+        encode = encoder(machine.channels, block_n)
         max_n = max(block_n, round(rate * MAX_BLOCK_S))
         produced = 0
         t0 = time.monotonic()
@@ -204,23 +167,11 @@ def serve(
     return 0
 
 
-def _install_signal_handlers(stop: threading.Event):
-    """SIGTERM/SIGINT set `stop`; only possible in the main thread (tests run serve in a thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def restore() -> None:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-    return restore
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `pdm-agent simulate`."""
+    """The options of `pdm-agent simulate`: the common ones, then each protocol's own."""
+    servers = pty_servers()
     parser.add_argument("--link", required=True, metavar="PATH", help="symlink to create, pointing to the pty device")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="lines", help="wire protocol (default: lines)")
+    parser.add_argument("--protocol", choices=list(servers), default="lines", help="wire protocol (default: lines)")
     parser.add_argument("--rate", type=float, default=3200.0, metavar="HZ", help="samples per second (default: 3200)")
     parser.add_argument("--fault", choices=FAULTS, default=None, help="seed this fault (default: healthy)")
     parser.add_argument(
@@ -232,15 +183,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=float, default=None, metavar="SECONDS", help="stop after this long (default: run until stopped)"
     )
     parser.add_argument("--rpm", type=float, default=1780.0, metavar="RPM", help="shaft speed (default: 1780)")
-    from drivers.presets import PRESETS
-
-    modbus = parser.add_argument_group("modbus slave (--protocol modbus; SIGUSR1 unplugs it, SIGUSR2 plugs it back)")
-    modbus.add_argument("--preset", choices=sorted(PRESETS), default="qm30vt2", help="device to act as (default: qm30vt2)")
-    modbus.add_argument("--slave-id", type=int, default=None, metavar="N", help="unit id (default: the preset's)")
-    modbus.add_argument("--baudrate", type=int, default=None, metavar="BAUD",
-                        help="emulated line speed (default: the preset's)")
-    modbus.add_argument("--velocity", type=float, default=None, metavar="MM_S",
-                        help="healthy RMS velocity to report, mm/s (default: the preset's example)")
+    own = {protocol: server.add_arguments(parser) for protocol, server in servers.items()}
+    parser.set_defaults(protocol_options=own)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -248,6 +192,7 @@ def main(args: argparse.Namespace) -> int:
     if args.rate <= 0 or args.rpm <= 0 or (args.duration is not None and args.duration < 0):
         print("simulate: --rate, --rpm and --duration must be positive", file=sys.stderr)
         return 2
+    options = {name: getattr(args, name) for name in args.protocol_options.get(args.protocol, ())}
     return serve(
         args.link,
         protocol=args.protocol,
@@ -257,6 +202,5 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         duration=args.duration,
         rpm=args.rpm,
-        modbus={"preset": args.preset, "slave_id": args.slave_id, "baudrate": args.baudrate,
-                "velocity": args.velocity},
+        **options,
     )

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 FAULTS = ("outer-race", "inner-race", "imbalance", "overheat")
-CHANNELS = ("ax", "ay", "az", "temp")
+CHANNELS = ("ax", "ay", "az", "temp")  # the only list of the simulated machine's channels
+TEMPERATURE_CHANNELS = ("temp",)  # deg C; the others are acceleration in g
 FAULT_RAMP_S = 5.0  # a seeded fault grows from nothing to full severity over this much machine time
 
 

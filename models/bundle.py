@@ -32,6 +32,25 @@ MANIFEST = "manifest.json"
 SIGNATURE = "signature.json"
 FORMAT = 1
 
+# Bundle model kinds (models/training/detectors.py fits them): a manifest's `name`, so alerts and
+# the status say `<kind>@<version>`. The "bundle:" prefix keeps them apart from the on-device
+# detectors of models/registry.py, whose names are plain identifiers: registry "pca" is a streaming
+# PCA, bundle:pca a batch PCA scored by Hotelling T2 + Q. The short names are what `model train
+# --detector` takes, and what bundles written before the prefix call their kind: `kind()` reads
+# them as the prefixed kind, so those bundles load as before.
+KINDS = ("bundle:pca", "bundle:iforest", "bundle:autoencoder")
+SHORT_NAMES = {kind.split(":", 1)[1]: kind for kind in KINDS}
+
+
+def kind(name: str) -> str:
+    """The model kind a manifest `name` means: a short pre-prefix name ("pca") maps to its kind
+    ("bundle:pca"); any other name is returned as it is.
+
+    >>> kind("pca"), kind("bundle:iforest"), kind("my-model")
+    ('bundle:pca', 'bundle:iforest', 'my-model')
+    """
+    return SHORT_NAMES.get(name, name)
+
 
 class BundleError(Exception):
     """A bundle that must not be loaded; the message is the reason an operator reads."""

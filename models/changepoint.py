@@ -38,6 +38,8 @@ MIN_SHIFT = 2.5
 
 @dataclass(frozen=True, slots=True)
 class Change:
+    """A detected change of regime: when, and how large."""
+
     ts: float  # time of the first score of the new regime
     index: int  # its position in the (positive, finite) scores given
     statistic: float  # the t statistic at the split

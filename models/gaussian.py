@@ -20,11 +20,13 @@ import re
 
 import numpy as np
 
+from models.base import DetectorBase
+
 # Feature names (the part after "<channel>.") that are positive and grow multiplicatively with a fault.
 _LOG_FEATURE = re.compile(r"rms|peak|band_|kurtosis|crest|energy|envelope|velocity|p2p|std")
 _LOG_FLOOR = 1e-12  # g^2 and below: digital silence; keeps log() finite
 _MIN_REL_STD = 0.01  # 1 % of the value: below that, spread is sensor resolution, not behaviour
-_Z_CLIP = 1e6  # keeps scores finite for absurd inputs (a broken sensor reading 1e300)
+Z_CLIP = 1e6  # |z| cap of every detector here: scores stay finite for absurd inputs (a sensor reading 1e300)
 
 
 def is_log_feature(name: str) -> bool:
@@ -78,7 +80,7 @@ def variance_floor(mean: np.ndarray, log_mask: np.ndarray) -> np.ndarray:
     return np.where(log_mask, _MIN_REL_STD**2, _MIN_REL_STD**2 * (1.0 + mean**2))
 
 
-class GaussianDetector:
+class GaussianDetector(DetectorBase):
     """Squared Mahalanobis distance / dimension, in log-feature space.
 
     Parameters
@@ -106,6 +108,7 @@ class GaussianDetector:
     version = "1"
     calibration = None  # fitted on the baseline by models/streaming.py
     novelty = False
+    adaptive = True  # see models/base.py
 
     def __init__(self, half_life: float | None = None, shrinkage: float = 0.1) -> None:
         self.half_life = half_life
@@ -140,7 +143,7 @@ class GaussianDetector:
         v = to_array(x, self._keys, self._log_mask, self._mean)
         var = np.maximum(np.diag(self._cov), variance_floor(self._mean, self._log_mask))
         std = np.sqrt(var)
-        z = np.clip((v - self._mean) / std, -_Z_CLIP, _Z_CLIP)
+        z = np.clip((v - self._mean) / std, -Z_CLIP, Z_CLIP)
         if self._precision is None:
             d = len(self._keys)
             corr = self._cov / np.outer(std, std)

@@ -19,10 +19,11 @@ import pickle
 
 import numpy as np
 
+from models.base import DetectorBase
 from models.gaussian import is_log_feature, to_array
 
 
-class HalfSpaceTreesDetector:
+class HalfSpaceTreesDetector(DetectorBase):
     """Half-Space Trees anomaly score (river), in [0, 1], higher = more anomalous.
 
     Parameters

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from models.base import DetectorBase
+from models.bundle import kind
 from models.calibration import Calibrator
 
 
@@ -39,7 +41,7 @@ def session(model: bytes):
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-class OnnxDetector:
+class OnnxDetector(DetectorBase):
     """A bundle's model behind the Detector protocol.
 
     Parameters
@@ -123,20 +125,27 @@ class BundleModel:
         """From a verified `models.bundle.Bundle`."""
         m = bundle.manifest
         det = OnnxDetector(bundle.model_bytes, m["features"]["names"], m["scaler"]["mean"], m["scaler"]["scale"],
-                           name=m["name"], version=m["version"])
+                           name=kind(m["name"]), version=m["version"])
         return cls(det, Calibrator.from_dict(m["calibration"]), bundle.path)
 
     @property
     def model(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def update(self, x: dict[str, float], ts: float):
+    def update(self, x: dict[str, float], ts: float, exclude: str | None = None):
+        """models/base.ScoringModel.update; `exclude` is ignored: a bundle learns nothing."""
         raw = self.detector.score(x)
         self.last_raw = raw
         if not math.isfinite(raw):
             return math.nan, True, []
         top = sorted(self.detector.explain(x).items(), key=lambda kv: kv[1], reverse=True)[:3]
         return self.calibrator(raw), True, [(k, float(x[k]), round(c, 4)) for k, c in top]
+
+    def take_events(self) -> list[tuple[str, object]]:
+        return []  # no baseline on the device, so nothing happens to one
+
+    def baseline(self) -> None:
+        return None  # the bundle's calibration was fitted off the device
 
     def state(self) -> dict:
         return {"bundle": self.path, "model": self.model}

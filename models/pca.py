@@ -62,9 +62,9 @@ from collections import deque
 
 import numpy as np
 
-from models.gaussian import ew_weight, is_log_feature, to_array, variance_floor, z_contributions
+from models.base import DetectorBase
+from models.gaussian import Z_CLIP, ew_weight, is_log_feature, to_array, variance_floor, z_contributions
 
-_Z_CLIP = 1e6  # keeps scores finite for absurd inputs
 STATISTICS = ("t2q", "maxz")
 
 
@@ -82,7 +82,7 @@ def expected_max_chi2(d: int) -> float:
     return float(np.sum((y[1:] + y[:-1]) * 0.5 * np.diff(x)))
 
 
-class PcaDetector:
+class PcaDetector(DetectorBase):
     """T²/k + Q/θ on smoothed, standardized rows (see module docstring).
 
     Parameters
@@ -114,6 +114,8 @@ class PcaDetector:
     version = "1"
     calibration = None  # fitted on the baseline by models/streaming.py
     novelty = False
+    adaptive = True
+    contextual = True  # see models/base.py
 
     def __init__(
         self,
@@ -222,7 +224,7 @@ class PcaDetector:
 
     def _z(self, x: dict[str, float]) -> np.ndarray:
         std = self._decomposition()[0]
-        return np.clip((self._features(x) - self._mean) / std, -_Z_CLIP, _Z_CLIP)
+        return np.clip((self._features(x) - self._mean) / std, -Z_CLIP, Z_CLIP)
 
     def score(self, x: dict[str, float]) -> float:
         if self._n < 2:

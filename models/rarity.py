@@ -60,6 +60,7 @@ from collections import deque
 
 import numpy as np  # noqa: F401  (doctest namespace)
 
+from models.base import DetectorBase
 from models.calibration import SurpriseMap
 
 # 0.5 at a surprise of 2.75 decades, 0.9 at 5.5: see the module docstring.
@@ -141,7 +142,7 @@ class _Channel:
         return v, level, vol
 
 
-class RarityDetector:
+class RarityDetector(DetectorBase):
     """Surprise of value, level and volatility against each channel's own history (module docstring).
 
     Parameters
@@ -174,6 +175,7 @@ class RarityDetector:
     version = "1"
     calibration = CALIBRATION
     novelty = True
+    contextual = True  # observe() keeps per-channel input context (see models/base.py)
 
     def __init__(self, history: int = 10_000, tail: int = 100, smooth: float = 0.1, volatility: float = 0.1,
                  suppress: float = 0.003, quiet: float = 0.5, warmup: int = 100, scan_seconds: float = 300.0,

@@ -41,6 +41,7 @@ from models.calibration import Calibrator, glitches
 from models.changepoint import regime_change
 from models.clock import ObservedClock
 from models.drift import DriftMonitor
+from models.streaming_state import SavedState
 
 _POOL_MAX = 20_000  # healthy raw scores kept for calibration (decimated beyond, memory stays bounded)
 _REFIT_EVERY = 64  # provisional calibration while learning: refit this often (every vector below)
@@ -54,8 +55,14 @@ def iso8601(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-class StreamingModel:
+class StreamingModel(SavedState):
     """A detector with its baseline phase, calibration, guarded adaptation and drift watch.
+
+    `baseline_rows`: None (the daemon) ends learning by time, `learn_seconds`. An integer N makes
+    the baseline exactly the first N updates, counted, not timed (replay --train-rows N: learn on
+    the head, score the rest): learning ends when update N + 1 arrives, dated at update N, with no
+    regime test (the caller has said what the baseline is). `learn_seconds` then still spaces the
+    cold start and the snapshots.
 
     Examples
     --------
@@ -71,6 +78,8 @@ class StreamingModel:
     ('ready', 200, '1970-01-01T00:01:40.000Z')
     """
 
+    learns = True  # a ScoringModel (models/base.py) that changes on the device: its state is saved
+
     def __init__(
         self,
         detector: Detector,
@@ -84,6 +93,7 @@ class StreamingModel:
         cold_start_fraction: float = 0.2,
         drift_large_at: float = 0.9,
         drift_clear_below: float = 0.5,
+        baseline_rows: int | None = None,
     ) -> None:
         self.detector = detector
         self.learn_seconds = learn_seconds
@@ -96,6 +106,9 @@ class StreamingModel:
         self.cold_start_fraction = cold_start_fraction
         self.drift_large_at = drift_large_at
         self.drift_clear_below = drift_clear_below
+        self.baseline_rows = baseline_rows
+        self._rows = 0  # update() calls, for baseline_rows
+        self._row_ts: float | None = None  # ts of the last update() call
         self._blank = detector.state()  # the untrained detector, for leave-one-out refits
         self._t0: float | None = None
         self._last_ts: float | None = None
@@ -229,7 +242,7 @@ class StreamingModel:
         fixed = self.detector.calibration is not None  # a fixed score map: nothing to fit, any size will do
         if check_regime and not self.detector.novelty:  # a novelty model keeps learning what is new anyway
             self._keep_healthy_part(ts)
-        contextual = getattr(self.detector, "observe", None) is not None  # leave-one-out would break its context
+        contextual = self.detector.contextual  # leave-one-out would break its context
         if self._recent is not None and len(self._recent) >= 3 and not contextual:
             scores = self._loo_scores()
             glitch = glitches(scores)
@@ -262,10 +275,10 @@ class StreamingModel:
         self._pool, self._pool_ts, self._pool_probe, self._recent, self._snapshots = [], [], [], None, []
         self._probe = None
         self._ready = self._calibrator is not None or (fixed and self._n_learned > 0)
-        if hasattr(self.detector, "set_cadence") and self._n_learned:  # models/rarity.py: rate-aware history
+        if self._n_learned:  # models/rarity.py keeps a rate-aware history; a no-op for the others
             self.detector.set_cadence(self._clock.observed / self._n_learned)
         self._learned_at = ts
-        if self.adapt_half_life_s and hasattr(self.detector, "half_life") and self._n_learned:
+        if self.adapt_half_life_s and self.detector.adaptive and self._n_learned:
             # The detector counts in vectors; convert with the rate seen while learning.
             rate = self._n_learned / max(self._clock.observed, 1e-9)
             self._reference = registry.from_state(self.detector.state())
@@ -275,9 +288,8 @@ class StreamingModel:
         self._events.append(("learned", self.baseline()))
 
     def finish_learning(self, ts: float) -> None:
-        """End the learning phase now, whatever `learn_seconds` says (replay's --train-rows N:
-        the baseline is the first N records, counted, not timed). The caller has said what the
-        baseline is, so no regime change is looked for. No-op when already scoring."""
+        """End the learning phase now, whatever `learn_seconds` says. The caller has said what
+        the baseline is, so no regime change is looked for. No-op when already scoring."""
         if self._state == "learning":
             if self._t0 is None:
                 self._t0 = ts
@@ -288,6 +300,10 @@ class StreamingModel:
                exclude: str | None = None) -> tuple[float, bool, list[tuple[str, float, float]]]:
         """Score one feature vector, then learn it when allowed (never with `exclude`, a reason:
         "iso10816", "implausible"). Returns (score in [0, 1], ready, top-3 (feature, value, contribution))."""
+        if self.baseline_rows is not None and self._rows >= self.baseline_rows:
+            self.finish_learning(self._row_ts)  # the baseline was the rows before this one
+        self._rows += 1
+        self._row_ts = ts
         finite = {k: float(v) for k, v in x.items() if v is not None and math.isfinite(v)}
         if not finite:
             return 0.0, self._ready, []
@@ -295,7 +311,8 @@ class StreamingModel:
         if self._t0 is None:
             self._t0 = ts
         self._last_ts = ts
-        if self._state == "learning" and self._clock.advance(ts) >= self.learn_seconds:
+        observed = self._clock.advance(ts) if self._state == "learning" else 0.0
+        if self._state == "learning" and observed >= self.learn_seconds and self.baseline_rows is None:
             self._finish_learning(ts)
 
         raw = self.detector.score(finite)
@@ -323,77 +340,9 @@ class StreamingModel:
                 event = self._drift.update(ref, ts)
                 if event is not None:
                     self._events.append(("drift", event))
-        observe = getattr(self.detector, "observe", None)
-        if observe is not None:  # detectors with input context (models/pca.py smoothing) see every row
-            observe(finite)
-            if self._probe is not None and self._state == "learning":
-                self._probe.observe(finite)
-        if self._reference is not None and getattr(self._reference, "observe", None) is not None:
+        self.detector.observe(finite)  # input context (models/pca.py smoothing) sees every row
+        if self.detector.contextual and self._probe is not None and self._state == "learning":
+            self._probe.observe(finite)
+        if self._reference is not None:
             self._reference.observe(finite)
         return score01, self._ready, reason
-
-    # -- persistence ---------------------------------------------------------------------------
-    def state(self) -> dict:
-        """JSON-serialisable; `from_state` restores a model that scores identically."""
-        return {
-            "format": 2,
-            "name": self.name, "version": self.version,
-            "learn_seconds": self.learn_seconds, "adapt_half_life_s": self.adapt_half_life_s,
-            "quantile": self.quantile, "alarm_ratio": self.alarm_ratio, "adapt_below": self.adapt_below,
-            "cold_start_fraction": self.cold_start_fraction,
-            "drift_large_at": self.drift_large_at, "drift_clear_below": self.drift_clear_below,
-            "t0": self._t0, "last_ts": self._last_ts, "clock": self._clock.state(),
-            "n_learned": self._n_learned, "n_adapted": self._n_adapted,
-            "pool": self._pool, "pool_ts": self._pool_ts, "pool_seen": self._pool_seen, "stride": self._stride,
-            "pool_probe": [None if math.isnan(v) else v for v in self._pool_probe],
-            "probe": None if self._probe is None else self._probe.state(),
-            "recent": None if self._recent is None else [[t, x] for t, x in self._recent],
-            "snapshots": [list(s) for s in self._snapshots],
-            "excluded": self._excluded,
-            "calibrator": None if self._calibrator is None else self._calibrator.to_dict(),
-            "ready": self._ready, "baseline_state": self._state, "reason": self._reason,
-            "learned_at": self._learned_at, "blank": self._blank, "detector": self.detector.state(),
-            "reference": None if self._reference is None else self._reference.state(),
-            "drift": None if self._drift is None else self._drift.state(),
-        }
-
-    @classmethod
-    def from_state(cls, state: dict) -> "StreamingModel":
-        """Restore a saved model; format 1 (before baseline lifecycle) loads as a ready baseline
-        whose learning time is unknown. ValueError for an unknown format."""
-        fmt = state.get("format")
-        if fmt not in (1, 2):
-            raise ValueError(f"unsupported streaming-model state format {fmt!r}")
-        m = cls(
-            registry.from_state(state["detector"]),
-            learn_seconds=state["learn_seconds"], adapt_half_life_s=state["adapt_half_life_s"],
-            name=state["name"], version=state["version"], quantile=state["quantile"],
-            alarm_ratio=state["alarm_ratio"], adapt_below=state["adapt_below"],
-            cold_start_fraction=state["cold_start_fraction"],
-            drift_large_at=state.get("drift_large_at", 0.9), drift_clear_below=state.get("drift_clear_below", 0.5),
-        )
-        m._t0, m._n_learned, m._pool_seen = state["t0"], int(state["n_learned"]), int(state["pool_seen"])
-        m._pool, m._stride = [float(s) for s in state["pool"]], int(state["stride"])
-        m._calibrator = None if state["calibrator"] is None else Calibrator.from_dict(state["calibrator"])
-        m._ready = bool(state["ready"])
-        if fmt == 1:
-            m._state = "ready" if m._ready else "learning"
-            m._recent = None if m._ready else []
-            m._pool_ts = [m._t0 or 0.0] * len(m._pool)  # unknown: no regime test on this pool
-            m._pool_probe = [math.nan] * len(m._pool)
-            return m
-        m._last_ts, m._n_adapted = state["last_ts"], int(state["n_adapted"])
-        m._clock = ObservedClock.from_state(state.get("clock"), m._last_ts)
-        m._pool_ts = [float(t) for t in state["pool_ts"]]
-        m._pool_probe = [math.nan if v is None else float(v) for v in state["pool_probe"]]
-        m._probe = None if state["probe"] is None else registry.from_state(state["probe"])
-        m._recent = None if state["recent"] is None else [(float(t), dict(x)) for t, x in state["recent"]]
-        m._snapshots = [(float(t), int(n), dict(d)) for t, n, d in state["snapshots"]]
-        m._excluded = {str(k): int(v) for k, v in state["excluded"].items()}
-        m._state, m._reason, m._learned_at = state["baseline_state"], state["reason"], state["learned_at"]
-        m._blank = state["blank"]
-        m._reference = None if state["reference"] is None else registry.from_state(state["reference"])
-        if state["drift"] is not None:
-            m._drift = DriftMonitor(m.drift_large_at, m.drift_clear_below)
-            m._drift.restore(state["drift"])
-        return m

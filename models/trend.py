@@ -35,13 +35,14 @@ import math
 
 import numpy as np
 
+from models.base import DetectorBase
 from models.gaussian import ew_weight
 
 _FLOOR = 1e-9
 _CUSUM_CAP = 20.0  # 4x the classic decision interval of 5: plenty for an alarm, quick to recover
 
 
-class TrendDetector:
+class TrendDetector(DetectorBase):
     """EWMA level + innovation + two-sided CUSUM per channel (see module docstring).
 
     Parameters
@@ -59,6 +60,8 @@ class TrendDetector:
     version = "1"
     calibration = None  # fitted on the baseline by models/streaming.py
     novelty = False
+    adaptive = True
+    contextual = True  # see models/base.py
 
     def __init__(self, smooth: int = 10, slack: float = 2.0, half_life: float | None = None) -> None:
         if int(smooth) < 1:

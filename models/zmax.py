@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.gaussian import ew_weight, z_contributions, is_log_feature, to_array, variance_floor
+from models.base import DetectorBase
+from models.gaussian import Z_CLIP, ew_weight, z_contributions, is_log_feature, to_array, variance_floor
 
-_Z_CLIP = 1e6
 
 
-class ZMaxDetector:
+class ZMaxDetector(DetectorBase):
     """Largest squared per-feature z-score.
 
     Examples
@@ -31,6 +31,7 @@ class ZMaxDetector:
     version = "1"
     calibration = None  # fitted on the baseline by models/streaming.py
     novelty = False
+    adaptive = True  # see models/base.py
 
     def __init__(self, half_life: float | None = None) -> None:
         self.half_life = half_life
@@ -56,7 +57,7 @@ class ZMaxDetector:
     def _z(self, x: dict[str, float]) -> np.ndarray:
         v = to_array(x, self._keys, self._log_mask, self._mean)
         std = np.sqrt(np.maximum(self._var, variance_floor(self._mean, self._log_mask)))
-        return np.clip((v - self._mean) / std, -_Z_CLIP, _Z_CLIP)
+        return np.clip((v - self._mean) / std, -Z_CLIP, Z_CLIP)
 
     def score(self, x: dict[str, float]) -> float:
         if self._n < 2:

@@ -11,7 +11,7 @@ import pytest
 
 from agent.baseline import SENSIBLE_WINDOWS, planned_windows
 from agent.cli import main
-from agent.config_models import SensorConfig
+from agent.config_models import SensorConfig, parse_sensor
 from agent.control import ControlServer, ControlUnavailable, request
 from agent.pipeline import SensorPipeline
 from agent.records import Frame
@@ -45,7 +45,7 @@ class Log:
 
 def contract_sensor(learn_seconds: float, **extra) -> SensorConfig:
     """Contract keys only: 1000 Hz, default 4096-sample windows (one per 4.096 s)."""
-    return SensorConfig(name="pump1", protocol="sim", sample_rate=1000, channels=list(CHANNELS),
+    return parse_sensor(name="pump1", protocol="sim", sample_rate=1000, channels=list(CHANNELS),
                         detector={"learn_seconds": learn_seconds}, **extra)
 
 

@@ -220,3 +220,19 @@ def test_a_glitch_window_in_a_short_baseline_is_dropped_not_learned() -> None:
     assert b["excluded"] == {"outlier": 1} and b["windows"] == 23 and b["state"] == "ready"
     assert model.update(faulty(vectors[26], 30.0), ts=30 * STEP)[0] > 0.9
     assert model.update(vectors[27], ts=31 * STEP)[0] < 0.5
+
+
+def test_baseline_rows_counts_the_baseline_instead_of_timing_it() -> None:
+    """replay --train-rows N: the first N updates are the baseline whatever learn_seconds says
+    (here shorter than their span), learning ends when update N + 1 arrives, and a state saved
+    in between keeps the count."""
+    rows = healthy_vectors(60, seed=5)
+    model = StreamingModel(registry.create("gaussian"), learn_seconds=5.0, baseline_rows=40)
+    ready = [model.update(x, ts=100.0 + i)[1] for i, x in enumerate(rows[:30])]
+    restored = StreamingModel.from_state(json.loads(json.dumps(model.state())))
+    for m in (model, restored):
+        ready_m = ready + [m.update(x, ts=130.0 + i)[1] for i, x in enumerate(rows[30:])]
+        assert ready_m[:40] == [False] * 40 and all(ready_m[40:])
+        b = m.baseline()
+        assert b["state"] == "ready" and b["windows"] == 40 and b["learned_at"] == "1970-01-01T00:02:19.000Z"
+        assert [k for k, _ in m.take_events()] == ["learned"]

@@ -48,7 +48,7 @@ def _copy(signed, name) -> str:
 
 def test_verify_accepts_the_signed_bundle_and_loads_it(signed, capsys):
     assert main(["model", "verify", signed["path"], "--pubkey", signed["pub"]]) == 0
-    assert "OK: pca@v1" in capsys.readouterr().out
+    assert "OK: bundle:pca@v1" in capsys.readouterr().out
     b = bundle.verify(signed["path"], [signed["pub"]])
     model = BundleModel.from_bundle(b)
     assert isinstance(model.detector, Detector)
@@ -93,7 +93,7 @@ def test_verify_refuses_tampered_bundles_with_the_reason(signed, capsys, tamper,
 def test_info_and_export(signed, capsys, tmp_path):
     assert main(["model", "info", signed["path"]]) == 0
     out = capsys.readouterr().out
-    assert "pca@v1" in out and "sha256" in out and "fp32" in out
+    assert "bundle:pca@v1" in out and "sha256" in out and "fp32" in out
     assert main(["model", "export", signed["path"], "--out", str(tmp_path / "m.onnx"),
                  "--pubkey", signed["pub"]]) == 0
     assert (tmp_path / "m.onnx").read_bytes() == Path(signed["path"], "model.onnx").read_bytes()
@@ -119,9 +119,9 @@ class _Pipeline:
 
 
 def _sensor_cfg(path):
-    from agent.config import SensorConfig
+    from agent.config import parse_sensor
 
-    return SensorConfig(name="s1", protocol="sim", channels=["ax"], detector={"bundle": path})
+    return parse_sensor(name="s1", protocol="sim", channels=["ax"], detector={"bundle": path})
 
 
 def test_manager_refuses_a_bad_swap_and_keeps_the_running_model(signed, monkeypatch):
@@ -183,3 +183,44 @@ print(sorted(x for x in ('sklearn', 'skl2onnx', 'onnx', 'scipy') if x in sys.mod
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().replace("'", '"')) == []
+
+
+def test_a_bundle_trained_with_only_a_rate_above_4khz_is_accepted_for_a_sensor_at_that_rate(signed, tmp_path):
+    """`model train --rate 8000` without --config computes the configuration's default bands (the top
+    band stops at 2 kHz), so the sensor configured with `sample_rate: 8000` accepts its bundle."""
+    from agent.config import parse_sensor
+    from agent.hotswap import ModelManager, sensor_features
+    from models.training.data import load
+
+    data = load("sim:30", rate=8000.0, window=1024)
+    assert "ax.band_1000_2000_g2" in data.names and not any("4000" in n for n in data.names)
+    path = write_bundle(train(data, "pca", variants=("fp32",), version="r8k", repeat=5), str(tmp_path / "b8k"))
+    bundle.sign(path, signed["key"])
+    sensor = parse_sensor(name="s1", protocol="sim", sample_rate=8000, detector={"bundle": path})
+    model, _ = ModelManager([signed["pub"]], _Log())._load("s1", path, sensor_features(sensor))
+    assert model.version == "r8k"
+
+
+def test_a_bundle_named_before_the_kind_prefix_still_loads(signed, capsys):
+    """Bundles written before kinds were prefixed say `"name": "pca"`: they verify, load and run,
+    named by their kind as new ones are (registry "pca" is another, on-device algorithm)."""
+    old = _copy(signed, "old-name")
+    manifest = json.loads((Path(old) / bundle.MANIFEST).read_text())
+    assert manifest["name"] == "bundle:pca"  # what training writes now
+    manifest["name"] = "pca"
+    (Path(old) / bundle.MANIFEST).write_text(json.dumps(manifest, indent=2))
+    bundle.sign(old, signed["key"])
+    model = BundleModel.from_bundle(bundle.verify(old, [signed["pub"]]))
+    assert model.name == "bundle:pca" and model.model == "bundle:pca@v1"
+    typical = dict(zip(NAMES, manifest["scaler"]["mean"]))
+    assert model.update(typical, 0.0)[1] and model.update({k: v + 50.0 for k, v in typical.items()}, 1.0)[0] > 0.9
+    assert main(["model", "verify", old, "--pubkey", signed["pub"]]) == 0
+    assert "OK: bundle:pca@v1" in capsys.readouterr().out
+
+
+def test_bundle_kinds_cannot_collide_with_on_device_detectors():
+    from models import registry
+
+    assert all(name.isidentifier() for name in registry.DETECTORS)  # so never "bundle:<x>"
+    assert all(k.startswith("bundle:") for k in bundle.KINDS) and not set(bundle.KINDS) & set(registry.DETECTORS)
+    assert {bundle.kind(k.split(":", 1)[1]) for k in bundle.KINDS} == set(bundle.KINDS)

@@ -45,7 +45,8 @@ def test_shipped_config_documents_every_key():
     """The file is the documentation: every key of every section appears in it, set or commented."""
     text = (ROOT / "config.yaml").read_text()
     models = [config_mod.Config, config_mod.MqttConfig, config_mod.TlsConfig, config_mod.StorageConfig,
-              config_mod.SensorConfig, config_mod.WindowConfig, config_mod.SimulatorConfig,
+              config_mod.SensorConfig, *config_mod.SENSOR_MODELS.values(), config_mod.WindowConfig,
+              config_mod.SimulatorConfig, config_mod.RegisterConfig,
               config_mod.DetectorConfig, config_mod.AlertsConfig, config_mod.AggregatesConfig,
               config_mod.LoggingConfig, config_mod.ModelsConfig, config_mod.DeviceConfig]
     missing = [f"{m.__name__}.{k}" for m in models for k in m.model_fields if f"{k}:" not in text]
@@ -194,6 +195,34 @@ def test_json_schema_is_valid_json_with_sensors():
     assert schema["required"] == ["device", "sensors"]
 
 
+@pytest.mark.parametrize("sensor, valid", [
+    ("{name: a, port: /dev/x}", True),  # the default protocol, lines
+    ("{name: a, port: /dev/x, protocol: lines}", True),
+    ("{name: a, port: /dev/x, protocol: frames}", True),
+    ("{name: a, protocol: sim, simulator: {rpm: 900}}", True),
+    ("{name: a, port: /dev/x, protocol: modbus, preset: qm30vt2, slave_id: 2}", True),
+    ("{name: a, port: /dev/x, slave_id: 2}", False),  # a modbus key on a lines sensor
+    ("{name: a, port: /dev/x, protocol: frames, simulator: {rpm: 1}}", False),
+    ("{name: a, port: /dev/x, protocol: opcua}", False),
+])
+def test_json_schema_accepts_what_the_agent_accepts(sensor, valid):
+    """`config schema` is for editors' YAML language servers: a sensor the agent accepts must match
+    exactly one `sensors[]` alternative, one it refuses none."""
+    import jsonschema
+    import yaml
+
+    text = f"device: {{id: g}}\nsensors: [{sensor}]\n"
+    errors = list(jsonschema.Draft202012Validator(json_schema()).iter_errors(yaml.safe_load(text)))
+    assert (errors == []) == valid, [e.message for e in errors]
+    if valid:
+        parse_config(text)
+    else:
+        with pytest.raises(ConfigError):
+            parse_config(text)
+    shipped = yaml.safe_load((ROOT / "config.yaml").read_text())
+    assert list(jsonschema.Draft202012Validator(json_schema()).iter_errors(shipped)) == []
+
+
 def test_default_config_path(tmp_path, monkeypatch):
     monkeypatch.setattr(config_mod, "SYSTEM_CONFIG_PATH", str(tmp_path / "etc.yaml"))
     monkeypatch.setenv("PDM_AGENT_CONFIG", "/x/agent.yaml")
@@ -224,3 +253,19 @@ def test_config_check_warns_about_a_missing_serial_device_and_empty_aggregates(t
     config.write_text(f"device: {{id: gw1}}\nsensors:\n  - name: pump1\n    port: {present}\n")
     assert main(["config", "check", "--config", str(config)]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_key_of_another_protocol_is_an_error_at_the_key_the_operator_wrote():
+    """`sensors[]` is discriminated on `protocol`: a lines sensor with Modbus keys is refused, and the
+    path is the user's (`sensors[0].slave_id`), without the union's tag."""
+    text = "device: {id: gw}\nsensors:\n  - name: p\n    port: /dev/ttyUSB0\n    slave_id: 3\n    simulator: {rpm: 10}\n"
+    assert errors_of(text) == [
+        "sensors[0].slave_id: not a key of protocol 'lines' (the default: `protocol` is not set); it is a key of protocol 'modbus' (c.yaml:5)",
+        "sensors[0].simulator: not a key of protocol 'lines' (the default: `protocol` is not set); it is a key of protocol 'sim' (c.yaml:6)",
+    ]
+    explicit = text.replace("    slave_id", "    protocol: lines\n    slave_id")
+    assert errors_of(explicit)[0] == "sensors[0].slave_id: not a key of protocol 'lines'; it is a key of protocol 'modbus' (c.yaml:6)"
+    modbus = "device: {id: gw}\nsensors:\n  - {name: p, port: /dev/x, protocol: modbus, preset: qm30vt2, slave_id: 3, pol_interval: 2}\n"
+    assert errors_of(modbus) == ["sensors[0].pol_interval: unknown key 'pol_interval'; did you mean 'poll_interval'? (c.yaml:3)"]
+    sim = parse_config("device: {id: gw}\nsensors: [{name: p, protocol: sim, simulator: {rpm: 900}}]").sensors[0]
+    assert sim.simulator.rpm == 900 and not hasattr(sim, "slave_id")

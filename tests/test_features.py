@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from agent.features import G, FeatureSpec, extract, extract_batch, feature_names
+from models.features import G, FeatureSpec, extract, extract_batch, feature_names
 
 RATE = 3200.0
 N = 4096

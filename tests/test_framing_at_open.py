@@ -19,7 +19,7 @@ import numpy as np
 from drivers.lines import LinesParser
 from drivers.pty_server import format_lines
 from drivers.simulator import Machine
-from drivers.sources import SerialLinesSource
+from drivers.lines import SerialLinesSource
 
 BLOCK = Machine(rate=1000, rpm=1780, seed=0).generate(200)
 STREAM = format_lines(BLOCK)

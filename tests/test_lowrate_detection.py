@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agent.replay import LOW_RATE_DEFAULTS, default_sensor, replay_table
-from agent.replay_io import Table
+from drivers.recordings import Table
 
 N, TRAIN, AT = 1200, 400, 800  # rows at 1 Hz, baseline rows, where the event starts
 

@@ -13,6 +13,7 @@ import time
 import pytest
 from broker import Subscriber
 
+from agent.config_models import MqttConfig
 from agent.outbox import Outbox
 from agent.publisher import Publisher
 
@@ -43,14 +44,11 @@ def outbox(tmp_path):
     box.close()
 
 
-def make_publisher(broker, outbox, **kw) -> Publisher:
-    args = dict(
-        host=broker.host, port=broker.port, client_id="pdm-agent-test", topic_prefix=PREFIX, device_id=DEVICE,
-        outbox=outbox, health=lambda: {"uptime_s": 1.5, "outbox": outbox.depth()}, version="9.9.9",
-        reconnect_min_s=0.2, reconnect_max_s=0.5, max_inflight=5, log=RecordingLog(),
-    )
-    args.update(kw)
-    return Publisher(**args)
+def make_publisher(broker, outbox) -> Publisher:
+    mqtt = MqttConfig(host=broker.host, port=broker.port, client_id="pdm-agent-test", topic_prefix=PREFIX,
+                      reconnect_min_s=0.2, reconnect_max_s=0.5, max_inflight=5)
+    return Publisher(mqtt, outbox, lambda: {"uptime_s": 1.5, "outbox": outbox.depth()}, device_id=DEVICE,
+                     version="9.9.9", log=RecordingLog())
 
 
 def wait_until(predicate, timeout=10.0):
@@ -209,11 +207,12 @@ def test_stop_publishes_retained_offline_and_keeps_undelivered_rows(broker, outb
 CHILD = """
 import sys, time
 sys.path.insert(0, sys.argv[3])
+from agent.config_models import MqttConfig
 from agent.outbox import Outbox
 from agent.publisher import Publisher
 box = Outbox(sys.argv[4], max_bytes=1_000_000)
-pub = Publisher(host="127.0.0.1", port=int(sys.argv[1]), client_id=sys.argv[2], topic_prefix="pdm",
-                device_id="gw-test", outbox=box, health=dict, version="9.9.9")
+pub = Publisher(MqttConfig(host="127.0.0.1", port=int(sys.argv[1]), client_id=sys.argv[2], topic_prefix="pdm"),
+                box, dict, device_id="gw-test", version="9.9.9")
 pub.start()
 while not pub.connected:
     time.sleep(0.02)

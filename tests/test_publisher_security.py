@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from agent.config_models import MqttConfig
 from agent.outbox import Outbox
 from agent.publisher import Publisher
 from broker import Broker
@@ -60,12 +61,12 @@ def secure_broker(tmp_path):
 
 
 def publisher(broker, outbox, ca_file, password):
-    return Publisher(
-        host=broker.host, port=broker.port, client_id="sec-test", topic_prefix="pdm", device_id="gw",
-        outbox=outbox, health=dict, version="t", username="gateway", password=password,
-        tls={"ca_file": str(ca_file), "cert_file": None, "key_file": None, "insecure": False},
-        reconnect_min_s=0.2, reconnect_max_s=0.5, log=structlog.get_logger(),
-    )
+    password_file = ca_file.parent / f"password-{password}"
+    password_file.write_text(password + "\n")
+    mqtt = MqttConfig(host=broker.host, port=broker.port, client_id="sec-test", topic_prefix="pdm",
+                      username="gateway", password_file=password_file, tls={"ca_file": ca_file},
+                      reconnect_min_s=0.2, reconnect_max_s=0.5)
+    return Publisher(mqtt, outbox, dict, device_id="gw", version="t", log=structlog.get_logger())
 
 
 def test_tls_and_password_delivers_and_wrong_password_does_not(tmp_path):

@@ -8,8 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from agent import replay, replay_io
-from agent.replay_io import InputError, capture_time, list_bursts, read_burst, read_csv
+from agent import replay
+from drivers import recordings as replay_io
+from drivers.recordings import InputError, capture_time, list_bursts, read_burst, read_csv
 
 
 def write_rows(path, header, rows, delimiter=","):
@@ -81,7 +82,7 @@ def test_univariate_default_flags_the_onset_of_a_drift_and_a_step(tmp_path):
 
 def test_trend_holds_the_alert_while_the_level_is_out_of_range(tmp_path):
     """`trend` (a frozen healthy range, 3-of-5 policy) keeps the alert up for the whole excursion."""
-    from agent.replay_io import read_csv
+    from drivers.recordings import read_csv
 
     table = read_csv(str(_temperature_with_drift_and_step(tmp_path)), None)
     cfg = replay.default_sensor("rows", table.columns)

@@ -15,7 +15,7 @@ from agent import replay
 from agent.config import load_config
 from agent.pipeline import SensorPipeline
 from agent.records import Frame
-from agent.replay_io import read_csv, time_column_rate
+from drivers.recordings import read_csv, time_column_rate
 
 
 def machine(rate: float, seconds: float, fault_at: float, seed: int = 0) -> np.ndarray:
@@ -138,6 +138,6 @@ def test_model_train_reads_a_waveform_csv_as_replay_does(tmp_path):
 
 
 def replay_feature_names(res):
-    from agent.features import FeatureSpec, feature_names
+    from models.features import FeatureSpec, feature_names
 
     return feature_names(FeatureSpec.for_channels(3200.0, tuple(res.channels)))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.features import FeatureSpec
+from models.features import FeatureSpec
 from models.onnx_runtime import OnnxDetector
 from models.training import compress, data, detectors, export
 from models.training.train import train

@@ -1,12 +1,12 @@
 """Training data: recorded inputs -> feature rows, through the agent's own feature pipeline.
 
 Inputs (the replay formats of docs/replay.md, read with the replay's own readers in
-agent/replay_io.py, plus two for convenience):
+drivers/recordings.py, plus two for convenience):
 
 - a CSV file: header row, delimiter ``,`` ``;`` or tab, the first column whose name contains
   ``time`` or ``date`` is the timestamp. Without ``rate`` every row is one record whose columns
   are the features (pre-computed, low-rate data such as SKAB). With ``rate`` the columns are raw
-  waveform channels, cut into windows and turned into features by agent/features.py.
+  waveform channels, cut into windows and turned into features by models/features.py.
 - a directory of burst files: one capture per file, whitespace- or comma-separated columns,
   ``rate`` samples per second, the capture time in the file name (``2004-02-12T10:32:39`` or
   ``2004.02.12.10.32.39``); one feature row per burst.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.features import FeatureSpec, extract_batch, feature_names
+from models.features import FeatureSpec, extract_batch, feature_names
 
 class DataError(ValueError):
     """Unreadable or unsuitable training input; the message names the file and the problem."""
@@ -67,32 +67,22 @@ def featurize(samples: np.ndarray, spec: FeatureSpec, size: int, hop: int, chunk
 
 
 def _pick(names: list[str], columns: list[str] | None, where: str) -> list[int]:
-    if not columns:
-        return list(range(len(names)))
-    idx = []
-    for c in columns:
-        hits = [i for i, n in enumerate(names) if n == c or n.endswith("_" + c) or n.endswith(c + "_time")]
-        if not hits:
-            raise DataError(f"{where}: no column {c!r}; available: {', '.join(names)}")
-        idx.append(hits[0])
-    return idx
+    from drivers.recordings import InputError, pick_columns
+
+    try:
+        return pick_columns(names, columns, where)
+    except InputError as exc:
+        raise DataError(str(exc)) from None
 
 
 def read_mat(path: str, columns: list[str] | None = None) -> tuple[list[str], np.ndarray]:
-    """The ``*_time`` signals of a MATLAB file (CWRU layout), truncated to a common length."""
-    from scipy.io import loadmat
+    """drivers/recordings.read_mat, its InputError as a DataError."""
+    from drivers.recordings import InputError, read_mat as read
 
     try:
-        mat = loadmat(path)
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable .mat file ({exc})") from None
-    names = sorted(k for k in mat if k.endswith("_time"))
-    if not names:
-        raise DataError(f"{path}: no *_time signals")
-    short = [n.split("_")[-2] for n in names]  # X097_DE_time -> DE
-    sel = _pick(short, columns, path)
-    n = min(len(mat[names[i]]) for i in sel)
-    return [short[i] for i in sel], np.column_stack([mat[names[i]].ravel()[:n] for i in sel])
+        return read(path, columns)
+    except InputError as exc:
+        raise DataError(str(exc)) from None
 
 
 def simulate(seconds: float, spec: FeatureSpec, size: int, hop: int, fault: str | None = None,
@@ -129,7 +119,7 @@ def load(source: str, *, spec: FeatureSpec | None = None, rate: float | None = N
         if mats:
             return _waveforms([read_mat(os.path.join(source, f), columns) for f in mats],
                               source, spec, rate, window, hop, decimate)
-        from agent.replay_io import InputError, list_bursts, read_burst  # the replay's own readers
+        from drivers.recordings import InputError, list_bursts, read_burst  # the replay's own readers
 
         if not rate and spec is None:
             raise DataError(f"{source}: burst files need --rate")
@@ -151,7 +141,7 @@ def load(source: str, *, spec: FeatureSpec | None = None, rate: float | None = N
 
     if source.endswith(".mat"):
         return _waveforms([read_mat(source, columns)], source, spec, rate, window, hop, decimate)
-    from agent.replay_io import InputError, read_csv as replay_csv  # the replay's own reader
+    from drivers.recordings import InputError, read_csv as replay_csv  # the replay's own reader
 
     try:
         table = replay_csv(source, columns)

@@ -5,6 +5,9 @@ and returned as a `Fitted`: a float64 reference scorer (scikit-learn or numpy on
 arrays: what the ONNX graph must reproduce) and the ONNX graph itself. Raw scores are normalised
 so a typical healthy row scores about 1 (float32 inference then keeps ~1e-7 relative precision).
 
+Their names are bundle model kinds, ``bundle:<name>`` (models/bundle.py KINDS); the short name is
+accepted wherever a kind is asked for.
+
 - ``pca``: PCA keeping `variance` of the variance; score ``T2 / T2_99 + Q / Q_99`` (Hotelling T2
   inside the model plane, squared prediction error Q off it, each over its 99th percentile on the
   training rows). The MSPC classic.
@@ -33,15 +36,16 @@ from typing import Callable
 
 import numpy as np
 
+from models.bundle import SHORT_NAMES, kind
 from models.training import export
 
-DETECTORS = ("pca", "iforest", "autoencoder")
+DETECTORS = tuple(SHORT_NAMES)  # "pca", "iforest", "autoencoder": kinds bundle:<name> (models/bundle.py: why)
 EULER = 0.5772156649015329
 
 
 @dataclass
 class Fitted:
-    detector: str  # pca | iforest | autoencoder
+    detector: str  # a bundle model kind: bundle:pca | bundle:iforest | bundle:autoencoder
     variant: str  # fp32 | pruned | distilled (int8 is derived from an ONNX graph)
     reference: Callable[[np.ndarray], np.ndarray]  # Z (n, F) -> raw scores (n,), float64
     onnx: bytes
@@ -50,10 +54,12 @@ class Fitted:
 
 
 def fit(detector: str, z: np.ndarray, seed: int = 0) -> Fitted:
-    """Fit `detector` ("pca", "iforest", "autoencoder") on standardised healthy rows `z`."""
-    if detector not in DETECTORS:
+    """Fit `detector`, a bundle model kind ("bundle:pca", "bundle:iforest", "bundle:autoencoder",
+    or its short name "pca", ...), on standardised healthy rows `z`; ValueError for another name."""
+    fitters = {"bundle:pca": fit_pca, "bundle:iforest": fit_iforest, "bundle:autoencoder": fit_autoencoder}
+    if kind(detector) not in fitters:
         raise ValueError(f"unknown detector {detector!r}; valid: {', '.join(DETECTORS)}")
-    return {"pca": fit_pca, "iforest": fit_iforest, "autoencoder": fit_autoencoder}[detector](z, seed=seed)
+    return fitters[kind(detector)](z, seed=seed)
 
 
 # -- PCA T2/Q --------------------------------------------------------------------------------------
@@ -77,7 +83,7 @@ def fit_pca(z: np.ndarray, seed: int = 0, variance: float = 0.95, variant: str =
         a, b = stats(x)
         return a / t2_lim + b / q_lim
 
-    return Fitted("pca", variant, reference, export.pca_t2q(mean, comps, var, t2_lim, q_lim),
+    return Fitted("bundle:pca", variant, reference, export.pca_t2q(mean, comps, var, t2_lim, q_lim),
                   {"components": int(len(var)), "variance": variance, "t2_limit": t2_lim, "q_limit": q_lim}, pca)
 
 
@@ -144,7 +150,7 @@ def _forest_variant(forest, n_features: int, n_trees: int | None, variant: str) 
         reference = lambda x: -forest.score_samples(x)  # noqa: E731 (scikit-learn's own numbers)
     else:
         reference = _forest_reference(trees, denominator)
-    return Fitted("iforest", variant, reference, export.tree_ensemble(trees, n_features, -1.0 / denominator),
+    return Fitted("bundle:iforest", variant, reference, export.tree_ensemble(trees, n_features, -1.0 / denominator),
                   {"trees": len(trees), "max_samples": int(forest._max_samples)}, forest)
 
 
@@ -162,7 +168,7 @@ def _ae_fitted(mlp, z, variant: str) -> Fitted:
     w, b, act = mlp.coefs_, mlp.intercepts_, mlp.activation
     err = lambda x: ((x - mlp.predict(x)) ** 2).mean(axis=1)  # noqa: E731
     scale = max(float(np.median(err(z))), 1e-12)
-    return Fitted("autoencoder", variant, lambda x: err(x) / scale, export.autoencoder(w, b, act, scale),
+    return Fitted("bundle:autoencoder", variant, lambda x: err(x) / scale, export.autoencoder(w, b, act, scale),
                   {"layers": [w[0].shape[0], *[m.shape[1] for m in w]], "activation": act}, mlp)
 
 
@@ -180,9 +186,9 @@ def fit_autoencoder(z: np.ndarray, seed: int = 0, hidden: tuple = (16, 4, 16), m
 # -- compression: pruning and distillation --------------------------------------------------------------
 def prune(teacher: Fitted, z: np.ndarray, seed: int = 0) -> Fitted:
     """A smaller model of the same kind (see module docstring)."""
-    if teacher.detector == "pca":
+    if teacher.detector == "bundle:pca":
         return fit_pca(z, seed, variance=0.80, variant="pruned")
-    if teacher.detector == "iforest":
+    if teacher.detector == "bundle:iforest":
         forest = teacher.estimator
         return _forest_variant(forest, z.shape[1], max(1, len(forest.estimators_) // 4), "pruned")
     mlp = copy.deepcopy(teacher.estimator)

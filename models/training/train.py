@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from models.bundle import kind
 from models.calibration import Calibrator
 from models.training import compress, detectors
 from models.training.data import DataError, Dataset
@@ -66,16 +67,22 @@ def _versions() -> dict:
     import onnxruntime
     import sklearn
 
-    from agent import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"pdm-agent": __version__, "python": platform.python_version(), "scikit-learn": sklearn.__version__,
+    try:  # the installed distribution's version: training never imports the daemon package
+        ours = version("pdm-agent")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return {"pdm-agent": ours, "python": platform.python_version(), "scikit-learn": sklearn.__version__,
             "onnxruntime": onnxruntime.__version__}
 
 
-def train(data: Dataset, detector: str = "pca", *, faulty: Dataset | None = None, holdout: float = 0.3,
+def train(data: Dataset, detector: str = "bundle:pca", *, faulty: Dataset | None = None, holdout: float = 0.3,
           seed: int = 0, version: str | None = None, variants=VARIANTS, repeat: int = 300,
           force_variant: str | None = None) -> Result:
-    """Fit, compress, measure, gate and select (see module docstring)."""
+    """Fit, compress, measure, gate and select (see module docstring). `detector`: a bundle model
+    kind (models/bundle.py KINDS) or its short name; the manifest names the bundle by its kind."""
+    detector = kind(detector)
     x = np.asarray(data.x, dtype=np.float64)
     x = x[np.isfinite(x).all(axis=1)]
     n_hold = int(round(len(x) * holdout))
@@ -98,7 +105,7 @@ def train(data: Dataset, detector: str = "pca", *, faulty: Dataset | None = None
     fitted = {"fp32": detectors.fit(detector, z, seed)}
     models = {"fp32": fitted["fp32"].onnx}
     skipped = {}
-    if "int8" in variants and detector == "iforest":
+    if "int8" in variants and detector == "bundle:iforest":
         # Trees compare thresholds; there is no weight matrix for int8 arithmetic to shrink.
         skipped["int8"] = "not applicable: a tree ensemble has no weight matrices"
     elif "int8" in variants:

@@ -13,7 +13,7 @@ import yaml
 from agentproc import lines_sensor, pdm_agent, start_simulator, stop, write_config
 from broker import Subscriber
 
-from agent.features import FeatureSpec
+from models.features import FeatureSpec
 from models import bundle
 from models.training import data
 from models.training.train import train, write_bundle
@@ -57,18 +57,18 @@ def test_bundle_hot_swap_refusal_and_no_lost_alerts(broker, tmp_path):
     sub = Subscriber(broker.host, broker.port, ["#"])
     agent = pdm_agent("run", "--config", str(config))
     try:
-        sub.wait_for(lambda ms: _sensor(sub).get("model") == "pca@v1", 20)
+        sub.wait_for(lambda ms: _sensor(sub).get("model") == "bundle:pca@v1", 20)
 
         shutil.copytree(staging / "v2-untrusted", models_dir / "v2-untrusted")
         sub.wait_for(lambda ms: "model_refused" in _sensor(sub), 15)
         refused = _sensor(sub)
-        assert "not trusted" in refused["model_refused"]["reason"] and refused["model"] == "pca@v1"
+        assert "not trusted" in refused["model_refused"]["reason"] and refused["model"] == "bundle:pca@v1"
 
         assert not any(m.topic.endswith("/alert") for m in sub.snapshot()), "alert on a healthy machine"
         sub.wait_for(lambda ms: any(m.topic.endswith("/alert") for m in ms), FAULT_AT + 30)
         shutil.rmtree(models_dir / "v2-untrusted")
         shutil.copytree(staging / "v2", models_dir / "v2")
-        sub.wait_for(lambda ms: _sensor(sub).get("model") == "pca@v2", 15)
+        sub.wait_for(lambda ms: _sensor(sub).get("model") == "bundle:pca@v2", 15)
         assert _sensor(sub)["bundle"]["version"] == "v2" and "model_refused" not in _sensor(sub)
         time.sleep(3)
     finally:
@@ -83,5 +83,5 @@ def test_bundle_hot_swap_refusal_and_no_lost_alerts(broker, tmp_path):
                 if m.topic.endswith("/alert")}
     sub.close()
     assert raised and len(received) == len(raised), (len(received), len(raised))
-    assert {a["model"] for a in received.values()} <= {"pca@v1", "pca@v2"}
+    assert {a["model"] for a in received.values()} <= {"bundle:pca@v1", "bundle:pca@v2"}
     assert "Traceback" not in out

@@ -1,4 +1,5 @@
-"""Readers for `pdm-agent replay`: a CSV of low-rate records, or a directory of burst captures.
+"""Readers of recorded data for `pdm-agent replay` and `model train`: a CSV of records or raw
+samples, a directory of burst captures, a MATLAB file of signals (CWRU layout).
 
 Both raise `InputError` naming the file and line of the first problem; the command line prints it
 and exits 2. Timestamps without a zone are taken as UTC (the replay only needs their differences).
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
+
+from drivers.base import WAVEFORM, driver_for
 
 # Columns that label data rather than measure it (benchmark files carry them): never channels
 # unless --columns names them.
@@ -201,7 +204,7 @@ def waveform_rate(table: Table, rate: float | None, base=None) -> tuple[float | 
     not modbus); a time column stepping by at most 5 ms (`time_column_rate`).
     A stated rate that disagrees with the time column by more than 1 % is used, with a remark."""
     seen = time_column_rate(table)
-    stated = rate or (base.sample_rate if base is not None and base.protocol != "modbus"
+    stated = rate or (base.sample_rate if base is not None and driver_for(base.protocol).kind == WAVEFORM
                       and "sample_rate" in base.model_fields_set else None)
     if stated is None:
         return seen, ""
@@ -274,3 +277,34 @@ def read_burst(path: str) -> np.ndarray:
                 raise InputError(f"{path}:{k + 1}: not a number in {ln.strip()[:60]!r}") from None
         raise InputError(f"{path}: unreadable samples")
     return flat.reshape(-1, width)
+
+
+def pick_columns(names: list[str], columns: list[str] | None, where: str) -> list[int]:
+    """Indexes of `columns` in `names` (all when None); a column matches a name, or its `_<col>` /
+    `<col>_time` suffix (CWRU signal names). InputError naming `where` and what is available."""
+    if not columns:
+        return list(range(len(names)))
+    idx = []
+    for c in columns:
+        hits = [i for i, n in enumerate(names) if n == c or n.endswith("_" + c) or n.endswith(c + "_time")]
+        if not hits:
+            raise InputError(f"{where}: no column {c!r}; available: {', '.join(names)}")
+        idx.append(hits[0])
+    return idx
+
+
+def read_mat(path: str, columns: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """The ``*_time`` signals of a MATLAB file (CWRU layout), truncated to a common length."""
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path)
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable .mat file ({exc})") from None
+    names = sorted(k for k in mat if k.endswith("_time"))
+    if not names:
+        raise InputError(f"{path}: no *_time signals")
+    short = [n.split("_")[-2] for n in names]  # X097_DE_time -> DE
+    sel = pick_columns(short, columns, path)
+    n = min(len(mat[names[i]]) for i in sel)
+    return [short[i] for i in sel], np.column_stack([mat[names[i]].ravel()[:n] for i in sel])

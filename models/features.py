@@ -52,50 +52,15 @@ from functools import lru_cache
 
 import numpy as np
 
+from models.feature_rules import (  # noqa: F401 (re-exported: the rules every FeatureSpec builder shares)
+    DEFAULT_BANDS, _check_band, band_name, default_bands, default_envelope_band, temperature_channels,
+)
+
 G = 9.80665  # m/s**2 per g (standard gravity)
 
 WAVEFORM_FEATURES = ("rms_g", "peak_g", "crest_factor", "kurtosis", "skewness")
 TEMPERATURE_FEATURES = ("mean_c", "slope_c_per_min")
 MIN_SAMPLES = 8
-
-
-def default_bands(rate: float) -> tuple[tuple[float, float], ...]:
-    """Band edges for rotating machines, cut at the Nyquist frequency.
-
-    Unbalance, misalignment and looseness live below 100 Hz at common speeds, gear
-    mesh and blade pass in the hundreds, bearing and lubrication problems above.
-
-    >>> default_bands(3200.0)
-    ((10.0, 100.0), (100.0, 500.0), (500.0, 1000.0), (1000.0, 1600.0))
-    >>> default_bands(1000.0)
-    ((10.0, 100.0), (100.0, 500.0))
-    """
-    nyquist = rate / 2.0
-    edges = [e for e in (10.0, 100.0, 500.0, 1000.0) if e < nyquist] + [nyquist]
-    return tuple(zip(edges[:-1], edges[1:]))
-
-
-def default_envelope_band(rate: float) -> tuple[float, float]:
-    """The upper part of the spectrum, where bearing impacts excite structural resonances.
-
-    >>> default_envelope_band(3200.0)
-    (800.0, 1440.0)
-    """
-    return (rate / 4.0, 0.45 * rate)
-
-
-def band_name(lo: float, hi: float) -> str:
-    """Feature name of a band; dots would clash with the `<channel>.<feature>` separator.
-
-    >>> band_name(10.0, 100.0), band_name(12.5, 1600.0)
-    ('band_10_100_g2', 'band_12p5_1600_g2')
-    """
-    return f"band_{lo:g}_{hi:g}_g2".replace(".", "p")
-
-
-def _check_band(what: str, lo: float, hi: float, nyquist: float) -> None:
-    if not 0.0 <= lo < hi <= nyquist:
-        raise ValueError(f"{what} ({lo:g}, {hi:g}) Hz must satisfy 0 <= lo < hi <= Nyquist ({nyquist:g})")
 
 
 @dataclass(frozen=True)
@@ -173,13 +138,14 @@ class FeatureSpec:
 
     @classmethod
     def for_channels(cls, rate: float, channels: tuple[str, ...], **kwargs) -> "FeatureSpec":
-        """A spec that treats channels named ``temp*`` as temperatures.
+        """A spec with the configuration's defaults: channels named ``temp*`` are temperatures
+        (`temperature_channels`), bands are `default_bands(rate)`, so a model trained on it computes
+        what a sensor configured with only `sample_rate` and `channels` computes.
 
         >>> FeatureSpec.for_channels(3200, ("ax", "ay", "az", "temp")).temperature_channels
         ('temp',)
         """
-        temps = tuple(c for c in channels if c.lower().startswith("temp"))
-        return cls(rate, tuple(channels), temps, **kwargs)
+        return cls(rate, tuple(channels), temperature_channels(channels), **kwargs)
 
     @classmethod
     def of_sensor(cls, sensor_cfg) -> "FeatureSpec":
