@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agent.config import SensorConfig
+from agent.config import parse_sensor
 from agent.replay import default_sensor, replay_table
-from agent.replay_io import Table
+from drivers.recordings import Table
 from models.pca import PcaDetector, expected_max_chi2
 from skab_like import CHANNELS, records
 
@@ -72,7 +72,7 @@ def test_statistic_is_validated_and_kept_across_a_restart():
     with pytest.raises(ValueError, match="statistic must be one of t2q, maxz"):
         PcaDetector(statistic="max")
     with pytest.raises(ValidationError, match="statistic"):
-        SensorConfig(name="p", protocol="sim", detector={"type": "pca", "params": {"statistic": "maxzz"}})
+        parse_sensor(name="p", protocol="sim", detector={"type": "pca", "params": {"statistic": "maxzz"}})
     det = PcaDetector(statistic="maxz", smooth=3)
     rng = np.random.default_rng(3)
     for row in rng.normal(5.0, 1.0, (50, 3)):
