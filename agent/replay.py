@@ -33,11 +33,8 @@ SENSOR = "replay"
 
 # Recommended defaults per kind of input (config.yaml documents the same numbers).
 LOW_RATE_DEFAULTS = {  # CSV with 2+ channels: transmitters reporting ~1 row/s (SKAB, Modbus polls)
-    # The worst channel's z over 3 rows, temperatures by their rate over 5 rows: chosen by
-    # leave-one-file-out on SKAB (bench/skab.py, docs/detectors.md).
-    "detector": {"type": "pca", "learn_seconds": 3600, "adapt_half_life_s": 86400.0,
-                 "params": {"statistic": "maxz", "smooth": 3, "horizon": 5, "variance": 0.95,
-                            "rate_of_change": "temp|thermo"}},
+    "detector": {"type": "pca", "learn_seconds": 3600, "adapt_half_life_s": 86400.0,  # LOFO on SKAB: bench/skab.py
+                 "params": {"statistic": "maxz", "smooth": 3, "horizon": 5, "variance": 0.95}},
     "alerts": {"warning": 0.2, "alarm": 0.9, "debounce_n": 3, "debounce_m": 5, "hysteresis": 0.1},
 }
 UNIVARIATE_DEFAULTS = {  # CSV with one channel: a temperature, a pressure, a count (NAB); docs/detectors.md
