@@ -60,8 +60,8 @@ SMOOTH = (1, 3, 5, 10, 20)
 # adds the level transform to the candidates to show what that costs on held-out files.
 TEMPS = {"roc": "temp|thermo"}
 VARIANCE = (0.95, 0.99)
-STATISTIC = ("t2q", "maxz")
-HORIZON = (5, 10)  # rows over which a temperature's rate of change is taken (at least `smooth`)  # models/pca.py: (T²/k + Q/θ) / 2, or the worst channel's z² (or w·Q/θ)
+STATISTIC = ("t2q", "maxz")  # models/pca.py: (T²/k + Q/θ) / 2, or the worst channel's z² (or w·Q/θ)
+HORIZON = (5, 10)  # rows over which a temperature's rate of change is taken (at least `smooth`)
 WARNING = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 PROFILES = {"Standard": (1.0, -0.11, -1.0), "LowFP": (1.0, -0.22, -1.0), "LowFN": (1.0, -0.11, -2.0)}
 
