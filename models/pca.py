@@ -10,7 +10,17 @@ range. This detector learns the healthy correlation structure and scores a row b
 - Q (squared prediction error), the part of the row the healthy subspace cannot explain, divided
   by its healthy expectation (the sum of the discarded eigenvalues): "a broken relation";
 
-and returns their mean, so a typical healthy row scores about 1.
+and returns their mean, so a typical healthy row scores about 1 (`statistic: t2q`).
+
+`statistic: maxz` scores a row by its worst channel instead: the largest squared z of the
+filtered, standardized channels, or the weighted Q/θ when a broken relation is worse,
+
+    score = max(max_c z_c², w_d · Q/θ),   w_d = E[max of d independent χ²(1)] (3.46 for d = 8)
+
+so that both terms have the same mean on a healthy row of d Gaussian channels. T²/k spreads one
+channel's departure over the k components (a valve that halves one flow among 8 channels moves
+T²/k by z²/8); the largest z keeps it whole, and Q still sees a relation that breaks with every
+channel inside its range. Chosen for low-rate rows by leave-one-file-out on SKAB (docs/detectors.md).
 
 Two input filters make 1 Hz sensor data usable, both learned from SKAB's water-pump testbed and
 documented in docs/BENCHMARKS.md:
@@ -45,6 +55,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import deque
@@ -54,6 +65,21 @@ import numpy as np
 from models.base import DetectorBase
 from models.gaussian import Z_CLIP, ew_weight, is_log_feature, to_array, variance_floor, z_contributions
 
+STATISTICS = ("t2q", "maxz")
+
+
+@functools.lru_cache(maxsize=64)
+def expected_max_chi2(d: int) -> float:
+    """E[max of d independent χ²(1)] = ∫ (1 - F(x)^d) dx, F(x) = erf(sqrt(x / 2)) the χ²(1) CDF
+    (trapezoid rule on [0, 80] in steps of 0.01; P(χ²(1) > 80) < 1e-18).
+
+    >>> round(expected_max_chi2(1), 3), round(expected_max_chi2(8), 2)
+    (1.0, 3.46)
+    """
+    x = np.linspace(0.0, 80.0, 8001)
+    cdf = np.array([math.erf(math.sqrt(v / 2.0)) for v in x])
+    y = 1.0 - cdf ** max(int(d), 1)
+    return float(np.sum((y[1:] + y[:-1]) * 0.5 * np.diff(x)))
 
 
 class PcaDetector(DetectorBase):
@@ -68,6 +94,9 @@ class PcaDetector(DetectorBase):
     rate_of_change
         Regex (case-insensitive) of channel names modelled by their change per row, not their
         level; "" models every channel by its level.
+    horizon
+        Rows over which a rate of change is taken: the change from the row max(smooth, horizon)
+        rows back to the smoothed row, divided by that count (the window keeps that many rows).
     half_life
         In learned rows; None = equal weights. Set by the streaming model from `adapt_half_life_s`.
     median
@@ -76,6 +105,9 @@ class PcaDetector(DetectorBase):
     log_features
         Model energies, RMS, peaks, kurtosis and crest factors by their logarithm (models/gaussian.py
         `is_log_feature`): waveform features, which a fault multiplies.
+    statistic
+        "t2q": (T²/k + Q/θ) / 2; "maxz": max(largest squared channel z, w_d · Q/θ) (module
+        docstring). ValueError for any other name.
     """
 
     name = "pca"
@@ -94,11 +126,15 @@ class PcaDetector(DetectorBase):
         half_life: float | None = None,
         median: bool = False,
         log_features: bool = False,
+        statistic: str = "t2q",
     ) -> None:
         if not 0.0 < variance <= 1.0:
             raise ValueError(f"variance must be in (0, 1], got {variance}")
         if int(smooth) < 1:
             raise ValueError(f"smooth must be >= 1 row, got {smooth}")
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
+        self.statistic = statistic
         self.variance = variance
         self.smooth = int(smooth)
         self.rate_of_change = rate_of_change
@@ -199,7 +235,10 @@ class PcaDetector(DetectorBase):
         t2 = float(np.sum(t * t / values)) / k
         residual = z - vectors @ t
         q = float(residual @ residual) / theta
-        s = 0.5 * (t2 + q)
+        if self.statistic == "maxz":
+            s = max(float(np.max(z * z)), expected_max_chi2(len(z)) * q)
+        else:
+            s = 0.5 * (t2 + q)
         return s if math.isfinite(s) else 1e12
 
     def explain(self, x: dict[str, float]) -> dict[str, float]:
@@ -215,6 +254,7 @@ class PcaDetector(DetectorBase):
                 "variance": self.variance, "smooth": self.smooth,
                 "rate_of_change": self.rate_of_change, "horizon": self.horizon,
                 "half_life": self.half_life, "median": self.median, "log_features": self.log_features,
+                "statistic": self.statistic,
             },
             "keys": self._keys,
             "n": self._n,

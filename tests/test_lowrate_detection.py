@@ -1,4 +1,4 @@
-"""The low-rate multivariate defaults (`pca` through replay, agent/replay.py LOW_RATE_DEFAULTS) on
+"""The low-rate multivariate defaults (`pca` with `statistic: maxz` through replay, agent/replay.py LOW_RATE_DEFAULTS) on
 synthetic pump records with known answers: a spike, a level shift and a change of variance alert;
 a slow drift of the temperature level does not."""
 
@@ -38,8 +38,8 @@ def alerts(x: np.ndarray, **params) -> np.ndarray:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_slow_temperature_drift_adds_no_alert(seed):
     """A 400-row baseline calibrates its tail on a few hundred smoothed (so correlated) scores: on
-    these stationary series 1-13 % of healthy rows are in alert at the 0.3 warning level (measured,
-    seeds 0-2). A drift of the temperature level must add nothing to that."""
+    these stationary series 1.5-14 % of healthy rows are in alert at the 0.2 warning level (measured,
+    seeds 0-5). A drift of the temperature level must add nothing to that."""
     x = pump(seed)
     healthy = alerts(x)[TRAIN:]
     assert healthy.mean() < 0.15
@@ -55,7 +55,8 @@ def test_spike_level_shift_and_variance_change_alert(seed):
     spike = x.copy()
     spike[AT:AT + 5, 1] += 1.0  # pressure: 5 rows at +50 noise sd, e.g. a water hammer
     a = alerts(spike)
-    assert a[AT + 3:AT + 15].all() and a[AT + 40:].mean() < 0.15  # 3-of-5 debounce, then it clears
+    # From the spike's third row (3-of-5 debounce) while the 3-row smoothing still holds it, then it clears.
+    assert a[AT + 2:AT + 7].all() and a[AT + 40:].mean() < 0.15
 
     shift = x.copy()
     shift[AT:, 2] -= 1.0  # flow falls off the load line (a leak): 10 sd of its noise around the line
