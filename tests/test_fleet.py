@@ -280,3 +280,23 @@ def test_what_the_agent_shares_follows_the_fleet_section(tmp_path):
     assert log.lines[0][0] == "baseline not shared with the fleet"
     cfg, workers = agent("fleet: {share_baseline: false, machine_type: pump-a}\n")
     assert FleetShare(Log(), "t").messages(cfg, workers) == []
+
+
+def test_fleet_merge_with_a_bad_key_writes_nothing(tmp_path):
+    """A missing or wrong --key is refused before the prior is written: no unsigned prior is left at
+    --out to block the retry (it would say '--out exists')."""
+    key, pub = bundle.keygen(str(tmp_path / "fleet"))
+    files = []
+    for i in range(2):
+        p = tmp_path / f"share{i}.json"
+        p.write_text(json.dumps(share(streaming(vectors(40 + i, 150)), f"gw-{i}")))
+        files.append(str(p))
+    out = tmp_path / "prior"
+    for bad in (str(tmp_path / "missing.key"), pub):
+        run = subprocess.run([sys.executable, "-m", "agent.cli", "fleet", "merge", *files, "--out", str(out),
+                              "--key", bad], cwd=ROOT, capture_output=True, text=True)
+        assert run.returncode == 2 and "--key: private key" in run.stderr and "Traceback" not in run.stderr
+        assert not out.exists()
+    run = subprocess.run([sys.executable, "-m", "agent.cli", "fleet", "merge", *files, "--out", str(out),
+                          "--key", key], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
