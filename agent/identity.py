@@ -122,7 +122,8 @@ class IdentityConflict:
                 "reconnect_s": self.wait_s, "max_reconnect_s": self.cap_s, "fix": self.fix()}
 
     def fix(self) -> str:
-        return (f"give each gateway its own device.id (or mqtt.client_id); two agents now use device.id "
+        return (f"give each gateway its own device.id (a distinct mqtt.client_id alone makes them publish as one "
+                f"device); two agents now use device.id "
                 f"{self.device_id!r} (client id {self.client_id!r})")
 
     def status(self) -> dict:
