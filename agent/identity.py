@@ -103,6 +103,12 @@ class IdentityConflict:
         self.last_lasted_s = lasted
         return self._wait()
 
+    def failed(self) -> None:
+        """A connection attempt failed (refused, unreachable): the broker was away, as when it
+        restarts; a taken-over client reconnects at once. Short closes before it do not count."""
+        if not self.suspected:
+            self._short = 0
+
     def tick(self, now: float) -> bool:
         """True (once) when the current connection has held long enough to end the conflict."""
         if self.suspected and self._connected_at is not None and now - self._connected_at >= self.clear_after_s:
@@ -174,6 +180,10 @@ class TakeoverGuard:
         elif was and not self.policy.suspected:
             self._cleared()
         return self.policy.suspected
+
+    def failed(self) -> None:
+        with self._lock:
+            self.policy.failed()
 
     def tick(self) -> None:
         with self._lock:

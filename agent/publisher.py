@@ -254,6 +254,7 @@ class Publisher:
                 reason = (f"not authorized: the broker refused {who}"
                           + (f" with the password from {self.password_source}" if self.password_source else "")
                           + "; the password is read again before every attempt")
+            self.clash.failed()
             self._link_down(f"refused: {reason}")
             return
         self.clash.connected()
@@ -276,6 +277,7 @@ class Publisher:
                           pending=self.outbox.pending(), resending=requeued)
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self.clash.failed()  # the broker was away (a restart), not another client taking our id
         self._link_down("connection failed")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -137,3 +137,26 @@ def test_one_device_id_under_two_client_ids_is_said_once_and_a_restart_is_not_ta
     assert shared_reports(logs["a"])[0]["other_client_id"] == "gw-b-own-client"
     assert shared_reports(logs["b"])[0]["other_client_id"] == "pdm-agent-gw-same"
     assert [len(shared_reports(log)) for log in logs.values()] == [1, 1]
+
+
+def test_a_flapping_broker_is_not_taken_for_an_identity_conflict(broker, tmp_path):
+    """The broker restarted four times, up ~3 s each: every connection closes within 5 s of its
+    CONNACK with nothing in flight, like a takeover, but the attempts in between fail (the broker is
+    away), which a taken-over client never sees. No identity conflict may be reported."""
+    cfg = write_config(tmp_path / "a.yaml", broker=broker, storage=tmp_path / "st", interval=2, device="gw-1",
+                       sensors=[sim_sensor("pump1")])
+    log = tmp_path / "a.log"
+    agent = start_agent(cfg, log)
+    try:
+        wait_until(lambda: any(e.get("event") == "broker connected" for e in log_events(log)), 30, what="connected")
+        for _ in range(4):
+            broker.stop()
+            time.sleep(1.5)
+            broker.start()
+            time.sleep(3)
+        closes = [e for e in log_events(log) if str(e.get("event", "")).startswith("broker unreachable")]
+        assert len(closes) >= 3  # the restarts were seen as closes
+    finally:
+        assert stop(agent) == 0
+    assert conflict_reports(log) == []
+    assert "identity conflict" not in log.read_text()
