@@ -100,11 +100,16 @@ def write_prior(doc: dict, out: str) -> str:
 def cmd_merge(args) -> int:
     from agent.cli_config import _load_or_report
     from agent.fleet_share import merge
-    from models.bundle import BundleError, sign
+    from models.bundle import BundleError, load_private_key, sign
     from models.pooling import PoolingError
 
     if os.path.lexists(args.out) and not args.force:
         return _err(f"{args.out} exists; choose another --out, or add --force to replace it", EXIT_USAGE)
+    if args.key:
+        try:  # before anything is written: a bad key must not leave an unsigned prior at --out
+            load_private_key(args.key)
+        except BundleError as exc:
+            return _err(f"--key: {exc}; nothing written", EXIT_USAGE)
     machine_type = args.machine_type
     if args.shares:
         shares = _from_files(args.shares)

@@ -103,6 +103,12 @@ class IdentityConflict:
         self.last_lasted_s = lasted
         return self._wait()
 
+    def failed(self) -> None:
+        """A connection attempt failed (refused, unreachable): the broker was away, as when it
+        restarts; a taken-over client reconnects at once. Short closes before it do not count."""
+        if not self.suspected:
+            self._short = 0
+
     def tick(self, now: float) -> bool:
         """True (once) when the current connection has held long enough to end the conflict."""
         if self.suspected and self._connected_at is not None and now - self._connected_at >= self.clear_after_s:
@@ -122,7 +128,8 @@ class IdentityConflict:
                 "reconnect_s": self.wait_s, "max_reconnect_s": self.cap_s, "fix": self.fix()}
 
     def fix(self) -> str:
-        return (f"give each gateway its own device.id (or mqtt.client_id); two agents now use device.id "
+        return (f"give each gateway its own device.id (a distinct mqtt.client_id alone makes them publish as one "
+                f"device); two agents now use device.id "
                 f"{self.device_id!r} (client id {self.client_id!r})")
 
     def status(self) -> dict:
@@ -173,6 +180,10 @@ class TakeoverGuard:
         elif was and not self.policy.suspected:
             self._cleared()
         return self.policy.suspected
+
+    def failed(self) -> None:
+        with self._lock:
+            self.policy.failed()
 
     def tick(self) -> None:
         with self._lock:

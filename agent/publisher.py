@@ -40,6 +40,7 @@ from agent.config_models import MqttConfig, TlsConfig
 from agent.identity import TakeoverGuard
 from agent.outbox import Outbox
 from agent.records import iso_utc
+from agent.shared_device import SharedDeviceId
 
 IDLE_POLL_S = 0.2  # how soon a row put by the pipeline is noticed when nothing else wakes us
 RETAINED_MAX = 68  # extra retained messages per connect: Home Assistant discovery, a fleet share per sensor
@@ -94,6 +95,8 @@ class Publisher:
         # Two agents with one id take over from each other: detect it, back off, say so.
         self.clash = TakeoverGuard(self._client, self.client_id, device_id, (m.reconnect_min_s, m.reconnect_max_s),
                                    self.log)
+        # Same device.id under another client id: the broker closes neither, so watch our status topic.
+        self.shared = SharedDeviceId(device_id, self.client_id, self.log, forget_s=max(600.0, 3 * m.status_interval_s))
         # The password (password_file or systemd credential) is read again before every
         # connection attempt and on `reread_password` (SIGHUP), so a rotated secret needs no restart.
         self.username = m.username
@@ -115,6 +118,7 @@ class Publisher:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = lambda c, u, msg: self.shared.seen(bytes(msg.payload), bool(msg.retain))
 
         self._cond = threading.Condition()  # guards _acked_mids, _connected, _status_due
         self._acked_mids: list[int] = []
@@ -199,13 +203,15 @@ class Publisher:
     # -- status ----------------------------------------------------------------------
 
     def _status_payload(self, state: str, will: bool = False) -> bytes:
-        body = {"state": state, "version": self.version, "ts": iso_utc(time.time())}
+        body = {"state": state, "version": self.version, "ts": iso_utc(time.time()), **self.shared.own_fields()}
         if will:
             # The broker sends the Will later, when it loses us; its ts can only be the time
             # this connection was made. Say so, so nobody reads it as the time of the loss.
             body.update(will=True, connected_at=body["ts"],
                         reason="connection lost: the broker published this Last Will; ts is the connect time")
         body.update(self.clash.status())  # mqtt_warning and identity_conflict while suspected
+        for k, v in self.shared.status().items():  # device_id_shared while another agent publishes as us
+            body.setdefault(k, v)
         if state == "online":
             try:
                 body.update(self.health())
@@ -248,9 +254,11 @@ class Publisher:
                 reason = (f"not authorized: the broker refused {who}"
                           + (f" with the password from {self.password_source}" if self.password_source else "")
                           + "; the password is read again before every attempt")
+            self.clash.failed()
             self._link_down(f"refused: {reason}")
             return
         self.clash.connected()
+        client.subscribe(topics.status(self.topic_prefix, self.device_id), qos=0)
         with self._send_lock:
             # Rows sent on the last connection may or may not have arrived: forget paho's
             # copies and resend from the oldest row, so order per sensor holds.
@@ -269,6 +277,7 @@ class Publisher:
                           pending=self.outbox.pending(), resending=requeued)
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self.clash.failed()  # the broker was away (a restart), not another client taking our id
         self._link_down("connection failed")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -63,10 +63,23 @@ def reload(svc) -> None:
         if name not in svc.workers and not svc._start_worker(scfg) and name in old_sensors:
             svc.log.error("keeping the previous configuration of this sensor", sensor=name)
             svc._start_worker(old_sensors[name])
+    _say_prior_not_applied(svc, old, new, plan)
     if plan.announce:
         svc.publisher.announce()  # Home Assistant discovery follows the new sensor list; fleet shares start
     svc.log.info("configuration reloaded", sensors=list(new_sensors))
     svc.notifier.ready(svc.summary())
+
+
+def _say_prior_not_applied(svc, old, new, plan) -> None:
+    """A changed fleet.prior, machine_type or prior_windows is read only when a sensor starts:
+    say so for the sensors this reload left running, rather than log a bare 'reloaded'."""
+    keys = ("prior", "machine_type", "prior_windows")
+    changed = [k for k in keys if getattr(old.fleet, k) != getattr(new.fleet, k)]
+    kept = [s.name for s in new.sensors if s.name in svc.workers and s.name not in plan.start]
+    if changed and kept:
+        svc.log.warning("fleet prior settings changed; sensors already running keep their baseline (a prior is "
+                        "read only when a sensor starts without a saved baseline of this machine)",
+                        changed=[f"fleet.{k}" for k in changed], sensors=kept)
 
 
 @dataclass(frozen=True)

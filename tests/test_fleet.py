@@ -280,3 +280,51 @@ def test_what_the_agent_shares_follows_the_fleet_section(tmp_path):
     assert log.lines[0][0] == "baseline not shared with the fleet"
     cfg, workers = agent("fleet: {share_baseline: false, machine_type: pump-a}\n")
     assert FleetShare(Log(), "t").messages(cfg, workers) == []
+
+
+def test_fleet_merge_with_a_bad_key_writes_nothing(tmp_path):
+    """A missing or wrong --key is refused before the prior is written: no unsigned prior is left at
+    --out to block the retry (it would say '--out exists')."""
+    key, pub = bundle.keygen(str(tmp_path / "fleet"))
+    files = []
+    for i in range(2):
+        p = tmp_path / f"share{i}.json"
+        p.write_text(json.dumps(share(streaming(vectors(40 + i, 150)), f"gw-{i}")))
+        files.append(str(p))
+    out = tmp_path / "prior"
+    for bad in (str(tmp_path / "missing.key"), pub):
+        run = subprocess.run([sys.executable, "-m", "agent.cli", "fleet", "merge", *files, "--out", str(out),
+                              "--key", bad], cwd=ROOT, capture_output=True, text=True)
+        assert run.returncode == 2 and "--key: private key" in run.stderr and "Traceback" not in run.stderr
+        assert not out.exists()
+    run = subprocess.run([sys.executable, "-m", "agent.cli", "fleet", "merge", *files, "--out", str(out),
+                          "--key", key], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_reload_changing_the_prior_says_the_running_sensor_keeps_its_baseline(tmp_path):
+    """fleet.prior is read when a sensor starts; a SIGHUP changing it (or machine_type) must say that
+    the running sensor is not affected, not log a bare 'configuration reloaded'."""
+    import signal
+
+    from agentproc import log_events, start_agent, stop, wait_until
+
+    config = tmp_path / "c.yaml"
+    text = ("device: {id: gw-r}\nmqtt: {host: 127.0.0.1, port: 1, reconnect_min_s: 1, reconnect_max_s: 5}\n"
+            f"storage: {{dir: {tmp_path / 'st'}}}\nlogging: {{level: info, format: json}}\n"
+            "sensors: [{name: pump1, protocol: sim}]\n")
+    config.write_text(text)
+    log = tmp_path / "agent.log"
+    agent = start_agent(config, log)
+    try:
+        wait_until(lambda: any(e.get("event") == "agent running" for e in log_events(log)), 30, what="running")
+        _, pub = bundle.keygen(str(tmp_path / "fleet"))
+        config.write_text(text + f"models: {{trusted_keys: [{pub}]}}\n"
+                          f"fleet: {{machine_type: pump-a, prior: {tmp_path / 'prior'}}}\n")
+        agent.send_signal(signal.SIGHUP)
+        said = wait_until(lambda: [e for e in log_events(log) if str(e.get("event", "")).startswith(
+            "fleet prior settings changed")], 30, what="the reload saying the prior is not applied")
+    finally:
+        assert stop(agent) == 0
+    assert said[0]["level"] == "warning" and said[0]["sensors"] == ["pump1"]
+    assert said[0]["changed"] == ["fleet.prior", "fleet.machine_type"]

@@ -90,3 +90,73 @@ def test_two_agents_with_one_device_id_stop_fighting_say_why_and_lose_nothing(br
         assert report["device_id"] == "gw-same" and report["client_id"] == "pdm-agent-gw-same"
         assert "own device.id" in report["fix"] and report["reconnect_s"] >= 1.0
         assert "Unspecified error" not in log.read_text()
+
+
+def test_one_device_id_under_two_client_ids_is_said_once_and_a_restart_is_not_taken_for_it(broker, tmp_path):
+    """Same device.id, one agent with its own mqtt.client_id: the broker closes neither, but both
+    publish as gw-same. Each must say so once (log and status); an agent restarted alone (its own
+    retained status from before) must not."""
+    import yaml
+
+    def shared_reports(log) -> list[dict]:
+        return [e for e in log_events(log) if str(e.get("event", "")).startswith("device.id shared:")]
+
+    sub = Subscriber(broker.host, broker.port, ["pdm/gw-same/status"])
+    logs, agents = {x: tmp_path / f"{x}.log" for x in "ab"}, {}
+    try:
+        for x in "ab":
+            cfg = write_config(tmp_path / f"{x}.yaml", broker=broker, storage=tmp_path / f"state_{x}", interval=2,
+                               device="gw-same", sensors=[sim_sensor(f"pump_{x}")])
+            if x == "b":
+                doc = yaml.safe_load(cfg.read_text())
+                doc["mqtt"]["client_id"] = "gw-b-own-client"
+                cfg.write_text(yaml.safe_dump(doc))
+            if x == "a":  # a restart alone: its retained status from the run before is not another agent
+                first = start_agent(cfg, tmp_path / "a0.log")
+                wait_until(lambda: any(m.payload.startswith(b'{"state":"online"') for m in sub.snapshot()), 30,
+                           what="a's first run online")
+                assert stop(first) == 0
+                agents[x] = start_agent(cfg, logs[x])
+                wait_until(lambda: len([m for m in sub.snapshot() if not m.retain]) >= 4, 30, what="a's statuses")
+                assert shared_reports(tmp_path / "a0.log") == shared_reports(logs["a"]) == []
+            else:
+                agents[x] = start_agent(cfg, logs[x])
+        wait_until(lambda: all(shared_reports(log) for log in logs.values()), 40, what="both saying device.id shared")
+
+        def warned() -> list[dict]:
+            docs = [json.loads(m.payload) for m in sub.snapshot()]
+            return [d for d in docs if "device_id_shared" in d]
+
+        doc = wait_until(warned, 20, what="the status saying so")[-1]
+        assert doc["device_id_shared"]["device_id"] == "gw-same" and "shared" in doc["mqtt_warning"]
+        time.sleep(12)  # more statuses of each other: still said only once
+    finally:
+        codes = [stop(a) for a in agents.values()]
+        sub.close()
+    assert codes == [0, 0]
+    assert shared_reports(logs["a"])[0]["other_client_id"] == "gw-b-own-client"
+    assert shared_reports(logs["b"])[0]["other_client_id"] == "pdm-agent-gw-same"
+    assert [len(shared_reports(log)) for log in logs.values()] == [1, 1]
+
+
+def test_a_flapping_broker_is_not_taken_for_an_identity_conflict(broker, tmp_path):
+    """The broker restarted four times, up ~3 s each: every connection closes within 5 s of its
+    CONNACK with nothing in flight, like a takeover, but the attempts in between fail (the broker is
+    away), which a taken-over client never sees. No identity conflict may be reported."""
+    cfg = write_config(tmp_path / "a.yaml", broker=broker, storage=tmp_path / "st", interval=2, device="gw-1",
+                       sensors=[sim_sensor("pump1")])
+    log = tmp_path / "a.log"
+    agent = start_agent(cfg, log)
+    try:
+        wait_until(lambda: any(e.get("event") == "broker connected" for e in log_events(log)), 30, what="connected")
+        for _ in range(4):
+            broker.stop()
+            time.sleep(1.5)
+            broker.start()
+            time.sleep(3)
+        closes = [e for e in log_events(log) if str(e.get("event", "")).startswith("broker unreachable")]
+        assert len(closes) >= 3  # the restarts were seen as closes
+    finally:
+        assert stop(agent) == 0
+    assert conflict_reports(log) == []
+    assert "identity conflict" not in log.read_text()
