@@ -70,7 +70,7 @@ def test_pushed_bundle_is_stored_sealed_runs_after_restart_and_tamper_is_refused
                    what="the broken v4 rolled back")
         assert _pump(sub)["model"] == "bundle:pca@v3"
         assert os.path.realpath(pushed / "current") == v3_entry and not (pushed / "previous").exists()
-        assert sorted(os.listdir(pushed)) == ["current", os.path.basename(v3_entry)], "the failed v4 was kept"
+        assert set(os.listdir(pushed)) == {"current", os.path.basename(v3_entry)}, "the failed v4 was kept"
     finally:
         assert stop(agent) == 0
         sub.close()
