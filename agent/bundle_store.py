@@ -52,8 +52,7 @@ def install(bundle_dir: str, sensor_cfg, storage_dir: str, trusted_keys, sealer)
     verify(bundle_dir, [str(k) for k in trusted_keys], files=files)  # the bytes stored are the bytes verified
     dest = os.path.join(store_dir(storage_dir, sensor_cfg.name), _entry_name(bundle.manifest))
     if sealer is not None:
-        archive = json.dumps({n: base64.b64encode(d).decode() for n, d in sorted(files.items())}).encode()
-        return sealed.write(dest, archive, "bundle", sensor_cfg.name, sealer)
+        return write_sealed(dest, files, sensor_cfg.name, sealer)
     tmp = dest + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -63,6 +62,13 @@ def install(bundle_dir: str, sensor_cfg, storage_dir: str, trusted_keys, sealer)
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return dest
+
+
+def write_sealed(dest: str, files: dict[str, bytes], sensor: str, sealer) -> str:
+    """Every file of a bundle as one sealed archive at `dest`.sealed (role ``bundle``, bound to `sensor`),
+    written atomically and fsynced; returns its path. Also used for bundles pushed over MQTT."""
+    archive = json.dumps({n: base64.b64encode(d).decode() for n, d in sorted(files.items())}).encode()
+    return sealed.write(dest, archive, "bundle", sensor, sealer)
 
 
 def open_bundle(path: str, sensor: str, sealer, trusted_keys):

@@ -9,7 +9,8 @@ second and handles one command at a time:
    (agent/command_envelope.py: size, signature, device and topic, age, file digests);
 2. the nonce must be new: nonces are kept in ``storage.dir/commands.json`` (written before the
    command is applied), so a captured command cannot be replayed, also after a restart;
-3. ``model-push``: the bundle is staged under ``storage.dir/pushed/<sensor>/`` and verified as
+3. ``model-push``: the bundle is staged under ``storage.dir/pushed/<sensor>/`` (sealed with
+   ``storage.encrypt: true``, agent/pushed_bundles.py) and verified as
    any bundle (its own signature, file hashes, features, a smoke test; agent/hotswap.py);
    its version must be newer than the running bundle's unless the signed header says
    ``allow_downgrade``; it becomes the sensor's current pushed bundle (which a restart runs),
@@ -194,7 +195,7 @@ class CommandChannel:
         if worker is None:
             raise CommandRefused(f"no sensor {sensor!r} runs on this device (sensors: {', '.join(svc.workers) or 'none'})")
         try:
-            path = pushed_bundles.stage(svc.storage_dir, sensor, cmd.nonce, cmd.files)
+            path = pushed_bundles.stage(svc.storage_dir, sensor, cmd.nonce, cmd.files, svc.models.sealer)
         except OSError as exc:
             raise CommandRefused(f"cannot store the bundle under {svc.storage_dir}: {exc.strerror or exc}") from None
         try:

@@ -24,7 +24,7 @@ def sealer(cfg, storage_dir: str, log):
     except sealed.KeyProblem as exc:
         raise ConfigError([str(exc)]) from None
     if found is not None:
-        log.info("learned baselines and installed bundles are encrypted at rest", key=found.source,
+        log.info("learned baselines, installed and pushed bundles are encrypted at rest", key=found.source,
                  key_id=found.key_id.hex())
     return found
 

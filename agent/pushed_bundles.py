@@ -2,7 +2,9 @@
 
 Layout under `storage.dir`::
 
-    pushed/<sensor>/<nonce>/     one staged or installed bundle (the files exactly as signed)
+    pushed/<sensor>/<nonce>/     one staged or installed bundle: the files exactly as signed, or with
+                                 `storage.encrypt: true` one file `bundle.sealed` holding them all
+                                 (the sealed-bundle format of agent/bundle_store.py)
     pushed/<sensor>/current      symlink to the installed one; replaced with one atomic rename
     pushed/<sensor>/previous     symlink to the one installed before it (for a rollback)
 
@@ -13,6 +15,10 @@ bundle (`detector.bundle`) is swapped in later, the pushed one is retired: the m
 last, by either path, is the one a restart runs. When a pushed bundle fails after its swap and
 is rolled back, `current` goes back to `previous` (or is removed when there is none), so a
 restart does not bring the failed model back.
+
+With `storage.encrypt: true` no file of a pushed bundle is written in plain: it is sealed before it
+touches the disk, and loading decrypts it in memory and verifies it again (agent/bundle_store.py
+`open_bundle`, reached through agent/hotswap.py `candidate`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ import shutil
 ROOT = "pushed"
 CURRENT = "current"
 PREVIOUS = "previous"
+SEALED = "bundle.sealed"  # the one file of a sealed pushed bundle (agent/bundle_store.py write_sealed)
+
+
+def _holds_bundle(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "manifest.json")) or os.path.isfile(os.path.join(path, SEALED))
 
 
 def sensor_dir(storage_dir: str, sensor: str) -> str:
@@ -35,15 +46,21 @@ def current(storage_dir: str | None, sensor: str) -> str | None:
         return None
     link = os.path.join(sensor_dir(storage_dir, sensor), CURRENT)
     target = os.path.realpath(link)
-    return target if os.path.islink(link) and os.path.isfile(os.path.join(target, "manifest.json")) else None
+    return target if os.path.islink(link) and _holds_bundle(target) else None
 
 
-def stage(storage_dir: str, sensor: str, name: str, files: dict[str, bytes]) -> str:
-    """Write `files` to pushed/<sensor>/<name>/ and fsync them; OSError when the disk refuses."""
+def stage(storage_dir: str, sensor: str, name: str, files: dict[str, bytes], sealer=None) -> str:
+    """Write `files` to pushed/<sensor>/<name>/ and fsync them, sealed into one file when `sealer`
+    (agent/sealed.py) is set; returns the directory. OSError when the disk refuses."""
     path = os.path.join(sensor_dir(storage_dir, sensor), name)
     if os.path.exists(path):
         shutil.rmtree(path)
     os.makedirs(path, mode=0o700)
+    if sealer is not None:
+        from agent.bundle_store import write_sealed
+
+        write_sealed(os.path.join(path, "bundle"), files, sensor, sealer)  # -> SEALED
+        return path
     for fname, data in files.items():
         with open(os.path.join(path, fname), "wb") as f:
             f.write(data)
@@ -67,16 +84,19 @@ def commit(storage_dir: str, sensor: str, path: str) -> None:
 
 def roll_back(storage_dir: str | None, sensor: str, failed: str) -> None:
     """The pushed bundle at `failed` was rolled back: `previous` becomes current again (or none)."""
-    if not storage_dir or current(storage_dir, sensor) != os.path.realpath(failed):
+    failed = os.path.realpath(failed)
+    if os.path.basename(failed) == SEALED:  # a sealed bundle is named by its file; its directory is the entry
+        failed = os.path.dirname(failed)
+    if not storage_dir or current(storage_dir, sensor) != failed:
         return
     base = sensor_dir(storage_dir, sensor)
     prev = os.path.join(base, PREVIOUS)
-    if os.path.isfile(os.path.join(prev, "manifest.json")):
+    if _holds_bundle(prev):
         _link(base, CURRENT, os.readlink(prev))
         os.unlink(prev)
     else:
         discard(os.path.join(base, CURRENT))
-    discard(os.path.realpath(failed))
+    discard(failed)
 
 
 def _link(base: str, name: str, target: str) -> None:

@@ -125,9 +125,9 @@ def from_config(storage_cfg, environ=None) -> Sealer | None:
 
 
 def sealed_files(storage_dir: str) -> list[str]:
-    """Every sealed file under the state directory (learned baselines and installed bundles)."""
+    """Every sealed file under the state directory (learned baselines, installed and pushed bundles)."""
     out = []
-    for sub in ("models", "bundles"):
+    for sub in ("models", "bundles", "pushed"):
         for root, dirs, files in os.walk(os.path.join(storage_dir, sub)):
             dirs.sort()
             out += [os.path.join(root, n) for n in sorted(files) if n.endswith(SUFFIX)]
