@@ -114,9 +114,7 @@ def verify(payload: bytes, public_keys, *, topic: str, device: str, max_bytes: i
     command is not older than `max_age_s` nor issued more than CLOCK_SKEW_S in the future,
     and every file matches its signed SHA-256. Remembering nonces is the caller's job.
     """
-    from cryptography.exceptions import InvalidSignature
-
-    from models.bundle import BundleError, key_id, load_public_key
+    from models.bundle import BundleError, load_public_key, not_verified, signed_by
 
     if len(payload) > max_bytes:
         raise CommandRefused(f"command of {len(payload)} bytes exceeds mqtt.command_max_bytes ({max_bytes})")
@@ -134,18 +132,9 @@ def verify(payload: bytes, public_keys, *, topic: str, device: str, max_bytes: i
         raise CommandRefused(str(exc)) from None
     if not keys:
         raise CommandRefused("no trusted public keys configured (models.trusted_keys)")
-    signer = None
-    for key in keys:
-        try:
-            key.verify(signature, text.encode())
-            signer = key_id(key)
-            break
-        except InvalidSignature:
-            continue
+    signer = signed_by(keys, signature, text.encode())
     if signer is None:
-        claimed = sig.get("key_id", "?")
-        why = ("command changed after signing" if claimed in {key_id(k) for k in keys}
-               else f"signed by key {claimed}, which is not trusted")
+        why = not_verified(keys, sig.get("key_id", "?"), "command")
         raise CommandRefused(f"command signature does not verify: {why}")
     header = json.loads(text)
     _check_header(header, topic=topic, device=device, max_age_s=max_age_s,

@@ -212,11 +212,32 @@ def _check_files(path: str, manifest: dict, read=None, present=None) -> dict:
     return files
 
 
+def signed_by(keys, signature: bytes, data: bytes) -> str | None:
+    """The id of the key in `keys` (Ed25519 public keys) whose signature over `data` `signature` is,
+    or None. Shared by bundles and signed commands (agent/command_envelope.py)."""
+    from cryptography.exceptions import InvalidSignature
+
+    for key in keys:
+        try:
+            key.verify(signature, data)
+            return key_id(key)
+        except InvalidSignature:
+            continue
+    return None
+
+
+def not_verified(keys, claimed: str, what: str) -> str:
+    """Why no key in `keys` verified a signature that says it was made by key `claimed`: `what`
+    changed after signing (the key is trusted), or the key is not trusted."""
+    if claimed in {key_id(k) for k in keys}:
+        return f"{what} changed after signing"
+    return f"signed by key {claimed}, which is not trusted"
+
+
 def verify(path: str, public_keys, files: dict[str, bytes] | None = None) -> Bundle:
     """Verify a bundle against trusted public keys (objects or PEM paths); raise BundleError with
     the reason, or return the verified `Bundle`. `files` ({name: bytes}, every file of the bundle):
     a bundle already in memory (decrypted from an encrypted store); `path` then only names it."""
-    from cryptography.exceptions import InvalidSignature
 
     path = str(path)
     if files is None and not os.path.isdir(path):
@@ -234,20 +255,9 @@ def verify(path: str, public_keys, files: dict[str, bytes] | None = None) -> Bun
         signature = base64.b64decode(sig["signature"], validate=True)
     except (ValueError, KeyError, TypeError, AttributeError):
         raise BundleError(f"{SIGNATURE}: malformed") from None
-    signer = None
-    for key in keys:
-        try:
-            key.verify(signature, manifest_data)
-            signer = key_id(key)
-            break
-        except InvalidSignature:
-            continue
+    signer = signed_by(keys, signature, manifest_data)
     if signer is None:
-        claimed = sig.get("key_id", "?")
-        trusted = {key_id(k) for k in keys}
-        why = ("manifest changed after signing" if claimed in trusted
-               else f"signed by key {claimed}, which is not trusted")
-        raise BundleError(f"signature does not verify: {why}")
+        raise BundleError(f"signature does not verify: {not_verified(keys, sig.get('key_id', '?'), 'manifest')}")
     manifest = _parse_manifest(manifest_data)
     return Bundle(path, manifest, _check_files(path, manifest, read, None if files is None else list(files)), signer)
 
