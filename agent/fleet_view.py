@@ -72,10 +72,8 @@ def run(args, cfg, path) -> int:
     sub = Subscription(cfg.mqtt, [topics.status(prefix, "+"), alerts], lambda t, p, r: inbox.put((t, p)),
                        role="fleet", config_path=path)
     try:
-        sub.start()
-        sub.wait_subscribed(args.timeout)
+        sub.open(args.timeout)
     except BrokerError as exc:
-        sub.close()
         print(f"pdm-agent watch: {exc}", file=sys.stderr)
         return EXIT_FAIL
     print(f"fleet under {prefix}/ on {sub.where}; following {alerts} (Ctrl-C to stop)", file=sys.stderr, flush=True)

@@ -104,6 +104,15 @@ class Subscription:
         if not self._subscribed.wait(timeout):
             raise BrokerError(self._failure or f"no answer from the broker at {self.where} within {timeout:g} s")
 
+    def open(self, timeout: float) -> None:
+        """start() then wait_subscribed(timeout); on BrokerError the client is closed first."""
+        try:
+            self.start()
+            self.wait_subscribed(timeout)
+        except BrokerError:
+            self.close()
+            raise
+
     def wait_reconnected(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
 

@@ -63,10 +63,8 @@ def main(args) -> int:
     inbox: queue.Queue = queue.Queue()
     sub = Subscription(cfg.mqtt, subscribe, lambda t, p, r: inbox.put((t, p)), role="watch", config_path=path)
     try:
-        sub.start()
-        sub.wait_subscribed(args.timeout)
+        sub.open(args.timeout)
     except BrokerError as exc:
-        sub.close()
         print(f"pdm-agent watch: {exc}", file=sys.stderr)
         return EXIT_FAIL
     print(f"watching {', '.join(subscribe)} on {sub.where} (Ctrl-C to stop)", file=sys.stderr, flush=True)
