@@ -11,6 +11,7 @@ from typing import Optional
 
 from pydantic import Field, model_validator
 
+from agent.fleet_privacy import SharePrivacy
 from drivers.config import NAME_PATTERN, Section, rule
 
 
@@ -26,11 +27,17 @@ class FleetConfig(Section):
     prior_windows: Optional[int] = Field(None, ge=1, description="the prior counts as this many windows "
                                                                  "(null: the windows it was pooled from)")
 
+    privacy: Optional[SharePrivacy] = Field(None, description="differential-privacy noise on shares "
+                                                              "(agent/fleet_privacy.py); null = exact statistics")
+
     @model_validator(mode="after")
     def _named_group(self) -> "FleetConfig":
         if (self.share_baseline or self.prior is not None) and self.machine_type is None:
             raise rule(("machine_type",), "required with share_baseline or prior: it names the group of alike "
                                            "machines whose baselines are pooled (e.g. pump-a)")
+        if self.privacy is not None and not self.share_baseline:
+            raise rule(("privacy",), "noise is added to what this agent shares: set share_baseline: true, or "
+                                     "remove privacy")
         return self
 
 
@@ -46,6 +53,8 @@ def check(cfg) -> None:
                                        "signed it in models.trusted_keys")
     if not (fleet.share_baseline or fleet.prior is not None):
         return
+    if fleet.privacy is not None:
+        _check_bounds(cfg)
     why = "fleet.share_baseline" if fleet.share_baseline else "fleet.prior"
     for i, s in enumerate(cfg.sensors):
         if fleet.sensors is not None and s.name not in fleet.sensors:
@@ -59,3 +68,29 @@ def check(cfg) -> None:
             raise rule(("sensors", i, "detector", "params", "half_life"),
                        f"{why}: an exponentially weighted baseline has no exact counts to pool; "
                        "remove half_life (slow adaptation is adapt_half_life_s, which sharing allows)")
+
+
+def _check_bounds(cfg) -> None:
+    """Every feature a sharing sensor learns needs bounds under fleet.privacy (a log feature: low > 0)."""
+    from models.features import FeatureSpec, feature_names
+    from models.gaussian import is_log_feature
+
+    p = cfg.fleet.privacy
+    for s in cfg.sensors:
+        if cfg.fleet.sensors is not None and s.name not in cfg.fleet.sensors:
+            continue
+        try:
+            names = feature_names(FeatureSpec.of_sensor(s))
+        except Exception:  # features known only at run time: the share is refused then, with the names
+            continue
+        missing = [n for n in names if p.bounds_of(n) is None]
+        if missing:
+            raise rule(("fleet", "privacy", "bounds"),
+                       f"{len(missing)} of sensor {s.name}'s features have no bounds: {', '.join(missing[:6])}"
+                       f"{' ...' if len(missing) > 6 else ''}; a private share clips every feature it learns "
+                       "(patterns such as '*.rms_g' cover many)")
+        bad = [n for n in names if is_log_feature(n) and p.bounds_of(n)[0] <= 0]
+        if bad:
+            raise rule(("fleet", "privacy", "bounds"),
+                       f"{', '.join(bad[:6])}: modelled on a log scale, so the low bound must be above 0 "
+                       f"(got {p.bounds_of(bad[0])[0]:g})")

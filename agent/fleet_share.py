@@ -18,18 +18,22 @@ the device as without it.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from agent.topics import fleet_baseline as topic
 
-from models.pooling import PoolingError, detector_state, learned_baseline, pool, pool_calibration, stats_of
+from models.pooling import (PoolingError, detector_state, learned_baseline, pool, pool_calibration,
+                            private_calibration, psd, stats_of)
 from models.prior import FORMAT as PRIOR_FORMAT, KIND as PRIOR_KIND, check as check_prior, prior_model
 
 KIND, FORMAT = "fleet-baseline", 1
 PRIOR_FILE = "prior.json"
 # The only keys a share carries (tests assert this: nothing else, in particular no windows).
 SHARE_KEYS = {"kind", "format", "device", "sensor", "machine_type", "learned_at", "agent_version", "window_s",
-              "detector", "calibration"}
+              "detector", "calibration", "privacy"}
+CALIBRATION_KEYS = ("median", "tail", "quantile", "alarm_ratio", "method", "n")
+PRIVATE_CALIBRATION_KEYS = ("quantile", "alarm_ratio")  # a private share's: no quantile of scores
 
 
 def window_s(sensor_cfg) -> float:
@@ -43,16 +47,23 @@ def window_s(sensor_cfg) -> float:
 
 
 def share_payload(model_state: dict, *, device: str, sensor: str, machine_type: str, window_s: float,
-                  agent_version: str, learned_at: str | None) -> dict:
+                  agent_version: str, learned_at: str | None, privacy=None) -> dict:
     """What a sensor shares (module docstring), from its streaming model's `state()`;
     PoolingError when that baseline cannot or must not be shared (not ready, not gaussian, from
-    a prior)."""
+    a prior). With `privacy` (`fleet.privacy`, agent/fleet_privacy.py) the statistics are noised
+    clipped sums, the calibration keeps only its settings, and `privacy` says how."""
     detector, calibration = learned_baseline(model_state, f"sensor {sensor}")
     keep = ("name", "version", "params", "keys", "n", "mean", "cov")  # the sufficient statistics, nothing else
+    block = None
+    if privacy is not None:
+        from agent.fleet_privacy import private_detector
+
+        detector, block = private_detector(detector, privacy, f"sensor {sensor}")
     return {"kind": KIND, "format": FORMAT, "device": device, "sensor": sensor, "machine_type": machine_type,
             "learned_at": learned_at, "agent_version": agent_version, "window_s": window_s,
             "detector": {k: detector[k] for k in keep},
-            "calibration": {k: calibration[k] for k in ("median", "tail", "quantile", "alarm_ratio", "method", "n")}}
+            "calibration": {k: calibration[k] for k in (PRIVATE_CALIBRATION_KEYS if block else CALIBRATION_KEYS)},
+            "privacy": block}
 
 
 def read_share(doc, where: str):
@@ -63,16 +74,25 @@ def read_share(doc, where: str):
         raise PoolingError(f"{where}: share format {doc.get('format')!r}; this version reads {FORMAT}")
     stats = stats_of(doc.get("detector"), where)
     cal = doc.get("calibration")
-    if not isinstance(cal, dict) or not all(k in cal for k in ("median", "tail", "quantile", "alarm_ratio")):
+    private = doc.get("privacy") is not None
+    need = PRIVATE_CALIBRATION_KEYS if private else ("median", "tail", "quantile", "alarm_ratio")
+    if not isinstance(cal, dict) or not all(k in cal for k in need):
         raise PoolingError(f"{where}: calibration missing or incomplete")
+    if private and not isinstance(doc["privacy"], dict):
+        raise PoolingError(f"{where}: privacy is not an object")
     return stats, cal, doc
 
 
-def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, created: str | None = None) -> dict:
+def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, created: str | None = None,
+          tail_ratio: float | None = None) -> dict:
     """One fleet prior (models/prior.py format) from shares given as (where, document) pairs.
 
     Refuses (PoolingError, with the share named) mixed machine types, the same device/sensor
-    twice (its windows would count twice), and anything models/pooling.py cannot pool exactly."""
+    twice (its windows would count twice), private and exact shares together, and anything
+    models/pooling.py cannot pool exactly. Private shares (`fleet.privacy`) are pooled as
+    released and the pooled covariance projected to the nearest positive semi-definite one; the
+    prior's calibration then comes from the statistics alone (models/pooling.py
+    `private_calibration`, `tail_ratio`)."""
     if not shares:
         raise PoolingError("no shared baselines to merge")
     parts, seen = [], {}
@@ -88,14 +108,28 @@ def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, creat
             raise PoolingError(f"{where}: {who[0]}/{who[1]} is also in {seen[who]}: its windows would count twice")
         seen[who] = where
         parts.append((where, stats, cal, doc))
+    private = [p[3].get("privacy") is not None for p in parts]
+    if any(private) and not all(private):
+        exact = [p[0] for p, x in zip(parts, private) if not x][:3]
+        raise PoolingError(f"private and exact shares cannot be merged into one prior (exact: {', '.join(exact)}): "
+                           "set fleet.privacy on every agent of the machine type, or on none")
     pooled = pool([p[1] for p in parts], [p[0] for p in parts])
-    calibration = pool_calibration([(p[1], p[2]) for p in parts])
+    privacy = None
+    if all(private):
+        pooled = psd(pooled)
+        calibration = private_calibration([(psd(p[1]), p[2]) for p in parts], tail_ratio)
+        privacy = {"unit": "window", "mechanism": "gaussian", "calibration": calibration["method"],
+                   "shares": [{"device": p[3].get("device"), "sensor": p[3].get("sensor"),
+                               **{k: p[3]["privacy"].get(k) for k in ("epsilon", "delta", "covariance")}}
+                              for p in parts]}
+    else:
+        calibration = pool_calibration([(p[1], p[2]) for p in parts])
     return {"kind": PRIOR_KIND, "format": PRIOR_FORMAT, "machine_type": machine_type,
             "created": created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "detector": detector_state(pooled), "calibration": calibration,
             "machines": [{"device": p[3].get("device"), "sensor": p[3].get("sensor"), "n": p[1].n,
                           "window_s": p[3].get("window_s")} for p in parts],
-            "privacy": None}
+            "privacy": privacy}
 
 
 def load_prior(path: str, trusted_keys) -> tuple[dict, str]:
@@ -138,9 +172,10 @@ def describe(cfg, sensor_cfg) -> str | None:
 class FleetShare:
     """The service's side: prior models for new sensors, retained shares, status entries."""
 
-    def __init__(self, log, agent_version: str) -> None:
+    def __init__(self, log, agent_version: str, storage_dir: str | None = None) -> None:
         self.log = log
         self.agent_version = agent_version
+        self.storage_dir = storage_dir  # where private shares are kept (`_released`)
         self._status: dict[str, dict] = {}
         self._cache: dict[str, tuple] = {}  # sensor -> (baseline key, topic, payload bytes)
 
@@ -226,9 +261,12 @@ class FleetShare:
             worker.lock.release()
         where = topic(cfg.mqtt.topic_prefix, cfg.fleet.machine_type, cfg.device.id, name)
         try:
-            payload = share_payload(state, device=cfg.device.id, sensor=name, machine_type=cfg.fleet.machine_type,
-                                    window_s=window_s(worker.cfg), agent_version=self.agent_version,
-                                    learned_at=learned_at)
+            payload = self._released(cfg, name, key)
+            if payload is None:
+                payload = share_payload(state, device=cfg.device.id, sensor=name, machine_type=cfg.fleet.machine_type,
+                                        window_s=window_s(worker.cfg), agent_version=self.agent_version,
+                                        learned_at=learned_at, privacy=cfg.fleet.privacy)
+                self._keep_released(cfg, name, key, payload)
         except PoolingError as exc:
             return self._not_shared(name, key, str(exc))
         data = json.dumps(payload, separators=(",", ":")).encode()
@@ -236,10 +274,45 @@ class FleetShare:
         if limit is not None and len(data) + len(where) + 16 > limit:
             return self._not_shared(name, key, f"the share is {len(data)} bytes, over mqtt.max_packet_bytes {limit}")
         self._cache[name] = (key, where, data)
+        p = payload["privacy"]
+        private = None if p is None else {k: p[k] for k in ("mechanism", "epsilon", "delta", "covariance")}
         self._status[name] = {**self._status.get(name, {}), "shared": {"topic": where, "windows": payload[
-            "detector"]["n"], "learned_at": learned_at, "bytes": len(data)}}
-        self.log.info("baseline shared with the fleet", sensor=name, topic=where, windows=payload["detector"]["n"])
+            "detector"]["n"], "learned_at": learned_at, "bytes": len(data), "privacy": private}}
+        self.log.info("baseline shared with the fleet", sensor=name, topic=where, windows=payload["detector"]["n"],
+                      privacy=private)
         return self._cache[name]
+
+    # A private share is noised once per baseline and kept: noise drawn anew at every restart would
+    # release the same baseline again and again, and privacy losses add up (docs/federated.md).
+    def _released_path(self, name: str) -> str | None:
+        return os.path.join(self.storage_dir, f"fleet-share-{name}.json") if self.storage_dir else None
+
+    def _released(self, cfg, name: str, key) -> dict | None:
+        path = self._released_path(name)
+        if cfg.fleet.privacy is None or path is None:
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                kept = json.load(f)
+        except (OSError, ValueError):
+            return None
+        same = kept.get("baseline") == list(key) and kept.get("privacy") == cfg.fleet.privacy.model_dump(mode="json")
+        return kept.get("payload") if same and kept.get("topic_device") == cfg.device.id else None
+
+    def _keep_released(self, cfg, name: str, key, payload: dict) -> None:
+        path = self._released_path(name)
+        if cfg.fleet.privacy is None or path is None:
+            return
+        doc = {"baseline": list(key), "privacy": cfg.fleet.privacy.model_dump(mode="json"),
+               "topic_device": cfg.device.id, "payload": payload}
+        try:
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(doc, f, separators=(",", ":"))
+            os.replace(tmp, path)
+        except OSError as exc:  # shared anyway; the next restart would draw new noise: say so
+            self.log.warning("private share not kept: a restart will noise this baseline again", sensor=name,
+                             path=path, reason=exc.strerror or str(exc))
 
     def _not_shared(self, name, key, reason):
         if self._status.get(name, {}).get("not_shared", {}).get("reason") != reason:

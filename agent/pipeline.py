@@ -30,14 +30,18 @@ from models.streaming import StreamingModel
 Emit = Callable[[Alert | Aggregate], None]
 
 
-def build_model(detector_cfg, alerts_cfg=None, **options):
+def build_model(detector_cfg, alerts_cfg=None, clip=None, **options):
     """The streaming model (detector + calibration) a sensor's `detector:` section asks for; the
     `alerts:` section's levels also say when baseline drift is large (its mean score against the
-    learned baseline at the alarm level) and when that ends (below the warning level). `options`
+    learned baseline at the alarm level) and when that ends (below the warning level). `clip`:
+    the gaussian detector's bounds for private fleet shares (agent/fleet_privacy.py). `options`
     are StreamingModel keywords that replace the section's (replay: `baseline_rows`, ...)."""
     from models.registry import create
 
-    detector = create(detector_cfg.type, **dict(detector_cfg.params))
+    params = dict(detector_cfg.params)
+    if clip is not None:
+        params["clip"] = clip  # only a gaussian (config check refuses fleet.privacy for the others)
+    detector = create(detector_cfg.type, **params)
     drift = {} if alerts_cfg is None else {"drift_large_at": alerts_cfg.alarm,
                                            "drift_clear_below": alerts_cfg.warning}
     settings = {"learn_seconds": detector_cfg.learn_seconds, "adapt_half_life_s": detector_cfg.adapt_half_life_s}
@@ -66,7 +70,7 @@ class SensorPipeline:
     status); the end of learning is also one log line."""
 
     def __init__(self, *, device: str, sensor_cfg, aggregate_interval: float, emit: Emit, model=None, log=None,
-                 on_baseline: Callable[[str, dict], None] | None = None) -> None:
+                 on_baseline: Callable[[str, dict], None] | None = None, clip: dict | None = None) -> None:
         self.device = device
         self.sensor = sensor_cfg.name
         self.cfg = sensor_cfg
@@ -77,7 +81,8 @@ class SensorPipeline:
         self.hop = sensor_cfg.window.hop or size
         self.size = size
         self.windower = Windower(size, self.hop, len(channels))
-        self.model = model if model is not None else build_model(sensor_cfg.detector, sensor_cfg.alerts)
+        self.clip = clip  # learned windows are also summed clipped, for private fleet shares
+        self.model = model if model is not None else build_model(sensor_cfg.detector, sensor_cfg.alerts, clip)
         self.on_baseline = on_baseline
         self._taint = (0, 0)  # windows ending strictly between these sample indexes span rejected samples
         a = sensor_cfg.alerts
@@ -177,7 +182,7 @@ class SensorPipeline:
         False when the sensor runs a signed bundle (nothing learned on the device to forget)."""
         if self.model.baseline() is None:
             return False
-        self.model = build_model(self.cfg.detector, self.cfg.alerts)
+        self.model = build_model(self.cfg.detector, self.cfg.alerts, self.clip)
         self._taint, self.refused = (0, 0), None
         if self.log:
             self.log.warning("baseline reset: learning a new baseline", sensor=self.sensor,

@@ -94,6 +94,24 @@ class PrivacyConfig(BaseModel):
         return SCORE_BOUNDS if name == "score" else None
 
 
+def measurement(dp, mechanism: str, epsilon: float, delta: float | None, size: int, d_in: float):
+    """(OpenDP measurement, its noise scale) releasing a float vector of `size` whose sensitivity is
+    `d_in` (L1 for laplace, L2 for gaussian) with `epsilon` (and `delta`): the smallest scale that
+    satisfies it, found by OpenDP's binary search. `dp` is `opendp.prelude`, contrib enabled."""
+    domain = dp.vector_domain(dp.atom_domain(T=float, nan=False), size=size)
+    if mechanism == "laplace":
+        def make(s):
+            return dp.m.make_laplace(domain, dp.l1_distance(T=float), scale=s)
+        d_out = epsilon
+    else:
+        def make(s):
+            gauss = dp.m.make_gaussian(domain, dp.l2_distance(T=float), scale=s)
+            return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(gauss), delta=delta)
+        d_out = (epsilon, delta)
+    scale = dp.binary_search_param(make, d_in=d_in, d_out=d_out)
+    return make(scale), scale
+
+
 class Privatizer:
     """Releases one interval's statistics with noise (module docstring); one per agent."""
 
@@ -115,19 +133,10 @@ class Privatizer:
 
     def _measurement(self, statistics: int):
         if statistics not in self._measurements:
-            dp, cfg = self._dp, self.cfg
-            domain = dp.vector_domain(dp.atom_domain(T=float, nan=False), size=statistics)
-            if cfg.mechanism == "laplace":
-                def make(s):
-                    return dp.m.make_laplace(domain, dp.l1_distance(T=float), scale=s)
-                d_in, d_out = float(statistics), cfg.epsilon
-            else:
-                def make(s):
-                    gauss = dp.m.make_gaussian(domain, dp.l2_distance(T=float), scale=s)
-                    return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(gauss), delta=cfg.delta)
-                d_in, d_out = math.sqrt(statistics), (cfg.epsilon, cfg.delta)
-            scale = dp.binary_search_param(make, d_in=d_in, d_out=d_out)  # the smallest scale that satisfies it
-            self._measurements[statistics] = (make(scale), scale)
+            cfg = self.cfg
+            d_in = float(statistics) if cfg.mechanism == "laplace" else math.sqrt(statistics)
+            self._measurements[statistics] = measurement(self._dp, cfg.mechanism, cfg.epsilon, cfg.delta,
+                                                         statistics, d_in)
         return self._measurements[statistics]
 
     def block(self, bounds: dict[str, tuple[float, float]]) -> dict:

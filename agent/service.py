@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 
-from agent import __version__, privacy_setup, status, status_file, topics
+from agent import __version__, fleet_privacy, privacy_setup, status, status_file, topics
 from agent.alert_state import AlertLevels
 from agent.commands import CommandChannel
 from agent.config import Config, ConfigError, load_config
@@ -62,7 +62,7 @@ class Service:
         self.workers: dict[str, SensorWorker] = {}
         self.models = ModelManager(self.cfg.models.trusted_keys, log, self.cfg.models.watch_interval_s,
                                    storage_dir=self.storage_dir)  # bundles, also those pushed over MQTT
-        self.fleet = FleetShare(log, __version__)  # federated baselines: shares and prior (docs/federated.md)
+        self.fleet = FleetShare(log, __version__, self.storage_dir)  # federated baselines: shares and prior (docs/federated.md)
         self.commands = CommandChannel(self)  # signed remote commands (mqtt.commands), agent/commands.py
         self._dropped_logged = 0
         self._warn_drop = Every(30.0)
@@ -157,7 +157,7 @@ class Service:
             device=self.cfg.device.id, sensor_cfg=sensor_cfg,
             aggregate_interval=self.cfg.aggregates.interval, emit=self._emit, log=self.log,
             model=self.models.initial(sensor_cfg) or self.fleet.prior_model(self.cfg, sensor_cfg),
-            on_baseline=self._baseline_learned,
+            on_baseline=self._baseline_learned, clip=fleet_privacy.clip_bounds(self.cfg, sensor_cfg),
         )
         self.models.attach(sensor_cfg.name, pipeline)
         pipeline.sealer, pipeline.aggregator.privacy = self.models.sealer, privacy_setup.privatizer(self.cfg, self.log)

@@ -14,11 +14,18 @@ in two runs each:
   would still be learning;
 - healthy for `--healthy` s, then the same fault.
 
+With `--epsilon E ...` the donors share privately (`fleet.privacy`, agent/fleet_privacy.py): their
+detectors sum windows clipped to bounds taken from a reference machine that does not share (seed
+`--reference`, mean -/+ `--bounds-k` standard deviations of its own one-hour baseline, as
+`pdm-agent fleet bounds` computes them), and each share is noised with epsilon E (delta 1e-6, the
+`--covariance` given) before the merge. One row per epsilon, beside the exact prior's.
+
 Reported: time to a usable baseline (first window scored for alerts), false anomaly alerts
 (warnings and alarms while healthy) per hour scored, faults detected within `--within` s and the
 median delay. Time is the machine's, so hours take seconds.
 
     python bench/federated.py [--donors 5 --machines 5 --first-seed 1000 --learn 3600 --early 600 --healthy 7200]
+                              [--epsilon 1 10 --covariance diagonal --reference 900 --bounds-k 6]
 """
 
 from __future__ import annotations
@@ -74,18 +81,41 @@ def run(cfg, seconds: float, seed: int, *, model=None, fault=None, fault_at: flo
     return pipe, raised, scores
 
 
-def fleet_prior(args) -> dict:
+def reference_bounds(args) -> dict:
+    """`fleet.privacy.bounds` from a machine that does not share (module docstring)."""
+    from models.pooling import learned_baseline, stats_of
+    from models.private_stats import bounds_from
+    from models.gaussian import is_log_feature
+
+    pipe, _, _ = run(sensor(args.learn), args.learn + 10, args.reference)
+    st = stats_of(learned_baseline(pipe.model.state())[0])
+    return bounds_from(st.keys, st.mean, st.cov, np.array([is_log_feature(k) for k in st.keys]), args.bounds_k)
+
+
+def fleet_priors(args) -> list[tuple[str, dict]]:
+    """(row name, prior) for the exact shares and, per --epsilon, the private ones (same donors)."""
+    from agent.fleet_privacy import SharePrivacy
+    from agent.pipeline import build_model
+
     cfg = sensor(args.learn)
-    shares = []
+    clip = reference_bounds(args) if args.epsilon else None
+    states = []
     for seed in range(1, args.donors + 1):
-        pipe, _, _ = run(cfg, args.learn + 10, seed)
-        shares.append((f"donor {seed}", share_payload(
-            pipe.model.state(), device=f"donor-{seed}", sensor="pump1", machine_type="bench-pump",
-            window_s=planned_windows(cfg)[1], agent_version="bench", learned_at=None)))
-    doc = merge(shares, "bench-pump")
-    if args.in_sample:
-        doc["calibration"] = in_sample_calibration(shares, doc)
-    return doc
+        model = build_model(cfg.detector, cfg.alerts, clip) if clip else None
+        pipe, _, _ = run(cfg, args.learn + 10, seed, model=model)
+        states.append((seed, pipe.model.state()))
+    out = []
+    for eps in [None, *args.epsilon]:
+        privacy = None if eps is None else SharePrivacy(epsilon=eps, bounds=clip, covariance=args.covariance)
+        shares = [(f"donor {seed}", share_payload(
+            state, device=f"donor-{seed}", sensor="pump1", machine_type="bench-pump",
+            window_s=planned_windows(cfg)[1], agent_version="bench", learned_at=None, privacy=privacy))
+            for seed, state in states]
+        doc = merge(shares, "bench-pump")
+        if args.in_sample and eps is None:
+            doc["calibration"] = in_sample_calibration(shares, doc)
+        out.append(("fleet prior" if eps is None else f"private prior, epsilon {eps:g} ({args.covariance})", doc))
+    return out
 
 
 def in_sample_calibration(shares, doc) -> dict:
@@ -155,8 +185,13 @@ def main() -> None:
     p.add_argument("--in-sample", action="store_true",
                    help="for comparison: calibrate the prior on the donors as the pool of all of them scores them")
     p.add_argument("--verbose", action="store_true", help="false alert times per machine, on stderr")
+    p.add_argument("--epsilon", type=float, nargs="*", default=[], help="also private shares with these epsilons")
+    p.add_argument("--covariance", choices=("diagonal", "full"), default="diagonal", help="fleet.privacy.covariance")
+    p.add_argument("--reference", type=int, default=900, help="seed of the machine whose baseline gives the bounds")
+    p.add_argument("--bounds-k", type=float, default=6.0, help="bounds: its mean -/+ this many standard deviations")
     args = p.parse_args()
-    doc = fleet_prior(args)
+    priors = fleet_priors(args)
+    doc = priors[0][1]
     print(f"prior: {doc['detector']['n']} windows of {args.donors} donors, rpm "
           f"{', '.join(f'{rpm_of(s):.0f}' for s in range(1, args.donors + 1))}; new machines rpm "
           f"{', '.join(f'{rpm_of(args.first_seed + i):.0f}' for i in range(args.machines))}\n")
@@ -164,7 +199,7 @@ def main() -> None:
           f"fault at {args.early:.0f} s: detected within {args.within:.0f} s | "
           f"fault at {args.healthy:.0f} s: detected within {args.within:.0f} s |")
     print("|---|---|---|---|---|")
-    for name, prior in (("own baseline (learn_seconds)", None), ("fleet prior", doc)):
+    for name, prior in [("own baseline (learn_seconds)", None), *priors]:
         r = evaluate(prior, args)
         print(f"| {name} | {r['usable']:.1f} s | {r['false']} / {r['hours']:.1f} h | {_found(r['early'])} | "
               f"{_found(r['late'])} |")

@@ -91,6 +91,12 @@ class GaussianDetector(DetectorBase):
     shrinkage
         Smallest weight of the diagonal target in the shrunk correlation matrix; the actual
         weight is max(shrinkage, d / (n + d)) with d features and n (effective) samples.
+    clip
+        {feature: [low, high]} in the features' units, or None. When given (private fleet sharing,
+        `fleet.privacy`), every learned vector is also summed clipped to these bounds
+        (models/private_stats.py `ClippedSums`, via `clipped()`); the model itself learns the
+        vectors as they are. The sums are plain (not weighted by half_life) and follow the
+        detector through snapshots, relearning and `state()`.
 
     Examples
     --------
@@ -110,9 +116,12 @@ class GaussianDetector(DetectorBase):
     novelty = False
     adaptive = True  # see models/base.py
 
-    def __init__(self, half_life: float | None = None, shrinkage: float = 0.1) -> None:
+    def __init__(self, half_life: float | None = None, shrinkage: float = 0.1,
+                 clip: dict[str, list[float]] | None = None) -> None:
         self.half_life = half_life
         self.shrinkage = shrinkage
+        self.clip = {str(k): [float(b[0]), float(b[1])] for k, b in clip.items()} if clip else None
+        self._clipped: dict | None = None  # {"n", "total", "outer"} while clip is set
         self._keys: list[str] = []
         self._log_mask = np.zeros(0, dtype=bool)
         self._n = 0
@@ -126,6 +135,15 @@ class GaussianDetector(DetectorBase):
         d = len(self._keys)
         self._mean = np.zeros(d)
         self._cov = np.zeros((d, d))
+        if self.clip is not None:
+            self._clipped = {"n": 0, "total": np.zeros(d), "outer": np.zeros((d, d))}
+
+    def _box(self):
+        if getattr(self, "_box_cache", None) is None:
+            from models.private_stats import box
+
+            self._box_cache = box(self._keys, self.clip, self._log_mask)
+        return self._box_cache
 
     def learn(self, x: dict[str, float]) -> None:
         if not self._keys:
@@ -138,6 +156,22 @@ class GaussianDetector(DetectorBase):
         # Exponentially weighted covariance; with w = 1/n it is exactly Welford's population covariance.
         self._cov = (1.0 - w) * (self._cov + w * np.outer(delta, delta))
         self._precision = None
+        if self._clipped is not None:
+            low, high, _ = self._box()
+            x = np.clip(v, low, high) - (low + high) / 2.0
+            c = self._clipped
+            c["n"], c["total"], c["outer"] = c["n"] + 1, c["total"] + x, c["outer"] + np.outer(x, x)
+
+    def clipped(self):
+        """(ClippedSums, unbounded features) of the learned vectors (models/private_stats.py), or
+        None when the detector was made without `clip` or has learned nothing."""
+        if self._clipped is None or not self._clipped["n"]:
+            return None
+        from models.private_stats import ClippedSums
+
+        low, high, unbounded = self._box()
+        c = self._clipped
+        return ClippedSums(tuple(self._keys), int(c["n"]), low, high, c["total"].copy(), c["outer"].copy()), unbounded
 
     def _z_and_precision(self, x: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
         v = to_array(x, self._keys, self._log_mask, self._mean)
@@ -165,7 +199,7 @@ class GaussianDetector(DetectorBase):
         return z_contributions(x, self._keys, self._z_and_precision(x)[0] if self._n >= 2 else None)
 
     def state(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "version": self.version,
             "params": {"half_life": self.half_life, "shrinkage": self.shrinkage},
@@ -174,6 +208,12 @@ class GaussianDetector(DetectorBase):
             "mean": self._mean.tolist(),
             "cov": self._cov.tolist(),
         }
+        if self.clip is not None:  # only then: states, shares and priors of other detectors stay as they were
+            out["params"]["clip"] = self.clip
+            c = self._clipped
+            out["clipped"] = None if c is None else {"n": c["n"], "total": c["total"].tolist(),
+                                                     "outer": c["outer"].tolist()}
+        return out
 
     @classmethod
     def from_state(cls, state: dict) -> "GaussianDetector":
@@ -182,5 +222,10 @@ class GaussianDetector(DetectorBase):
         det._log_mask = np.array([is_log_feature(k) for k in det._keys], dtype=bool)
         det._n = int(state["n"])
         det._mean = np.array(state["mean"], dtype=float).reshape(len(det._keys))
-        det._cov = np.array(state["cov"], dtype=float).reshape(len(det._keys), len(det._keys))
+        d = len(det._keys)
+        det._cov = np.array(state["cov"], dtype=float).reshape(d, d)
+        c = state.get("clipped")
+        if det.clip is not None and c is not None:
+            det._clipped = {"n": int(c["n"]), "total": np.array(c["total"], dtype=float).reshape(d),
+                            "outer": np.array(c["outer"], dtype=float).reshape(d, d)}
         return det

@@ -32,6 +32,9 @@ import numpy as np
 from models.gaussian import is_log_feature, variance_floor
 
 POOLABLE = "gaussian"
+# A healthy baseline's median and 99.9 % tail raw score over its mean raw score (private_calibration):
+# medians 1.02 and 2.84, largest 1.10 and 3.01, of six simulated machines (seeds 500-505, docs/federated.md).
+MEDIAN_RATIO, TAIL_RATIO = 1.02, 3.0
 
 
 class PoolingError(ValueError):
@@ -182,6 +185,48 @@ def pool_calibration(donors: list[tuple[GaussianStats, dict]]) -> dict:
     if not (math.isfinite(median) and math.isfinite(tail)):
         raise PoolingError("donor calibrations give a non-finite prior calibration")
     return {"median": median, "tail": tail, "quantile": q0, "alarm_ratio": a0, "method": "fleet", "n": scored}
+
+
+def psd(stats: GaussianStats) -> GaussianStats:
+    """`stats` with its covariance projected onto the positive semi-definite matrices
+    (models/private_stats.py `nearest_psd`): a pool of noised shares, made usable by a detector."""
+    from models.private_stats import nearest_psd
+
+    return GaussianStats(stats.keys, stats.n, stats.mean, nearest_psd(stats.cov), stats.shrinkage)
+
+
+def private_calibration(donors: list[tuple[GaussianStats, dict]], tail_ratio: float | None = None) -> dict:
+    """The prior's calibration when the donors' shares are private (agent/fleet_privacy.py): they
+    carry no median or tail of their scores, so both come from the statistics alone.
+
+    As in `pool_calibration`, donor i is scored by the prior pooled from the others (all donors'
+    statistics noised, projected by `psd`), exactly in expectation: within_i + offset_i
+    (`expected_score`). Its median is taken as MEDIAN_RATIO x within_i + offset_i and its tail as
+    tail_ratio x within_i + offset_i, where the ratios are those of a healthy baseline's median and
+    99.9 % tail to its mean raw score (docs/federated.md gives the measurement behind the defaults).
+    Median: count-weighted mean over donors; tail: the largest. Method "fleet-private".
+    """
+    if not donors:
+        raise PoolingError("no calibration to pool")
+    tail_ratio = TAIL_RATIO if tail_ratio is None else float(tail_ratio)
+    if not tail_ratio > MEDIAN_RATIO:
+        raise PoolingError(f"tail ratio {tail_ratio} must be above the median ratio {MEDIAN_RATIO}")
+    q0, a0 = float(donors[0][1]["quantile"]), float(donors[0][1]["alarm_ratio"])
+    medians, tails, weights = [], [], []
+    for i, (stats, cal) in enumerate(donors):
+        if float(cal["quantile"]) != q0 or float(cal["alarm_ratio"]) != a0:
+            raise PoolingError("donors calibrated with different quantile or alarm_ratio cannot be pooled")
+        others = [s for j, (s, _) in enumerate(donors) if j != i]
+        within, offset = expected_score(psd(pool(others)) if others else stats, stats)
+        medians.append(MEDIAN_RATIO * within + offset)
+        tails.append(tail_ratio * within + offset)
+        weights.append(stats.n)
+    median = float(np.average(medians, weights=weights))
+    tail = max(max(tails), median * (1.0 + 1e-9) + 1e-12)
+    if not (math.isfinite(median) and math.isfinite(tail) and median > 0):
+        raise PoolingError("private shares give a non-finite or zero prior calibration")
+    return {"median": median, "tail": tail, "quantile": q0, "alarm_ratio": a0, "method": "fleet-private", "n": 0,
+            "tail_ratio": tail_ratio}
 
 
 def learned_baseline(model_state: dict, where: str = "baseline") -> tuple[dict, dict]:
