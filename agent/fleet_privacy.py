@@ -81,7 +81,8 @@ def private_detector(detector: dict, privacy: SharePrivacy, where: str) -> tuple
     if changed:
         raise PoolingError(f"{where}: baseline was clipped to other bounds than fleet.privacy.bounds declares now "
                            f"({', '.join(changed[:6])}); `pdm-agent baseline reset` to learn it with the new ones")
-    released = release(sums, _noise(privacy, len(sums.keys)), privacy.covariance)
+    meas, scale = _noise(privacy, len(sums.keys))
+    released = release(sums, meas, privacy.covariance)
     params = {k: v for k, v in detector["params"].items() if k != "clip"}
     shared = {"name": detector["name"], "version": detector["version"], "params": params,
               "keys": list(sums.keys), "n": released["n"], "mean": released["mean"].tolist(),
@@ -90,7 +91,7 @@ def private_detector(detector: dict, privacy: SharePrivacy, where: str) -> tuple
 
     block = {"mechanism": privacy.mechanism, "epsilon": privacy.epsilon, "delta": privacy.delta, "unit": UNIT,
              "covariance": privacy.covariance, "bounds": {k: clip[k] for k in sums.keys},
-             "sensitivity": released["sensitivity"], "library": f"opendp {version('opendp')}"}
+             "sensitivity": released["sensitivity"], "scale": scale, "library": f"opendp {version('opendp')}"}
     return shared, block
 
 
@@ -101,5 +102,4 @@ def _noise(privacy: SharePrivacy, d: int):
 
     dp.enable_features("contrib")
     size = d + (d * (d + 1) // 2 if privacy.covariance == "full" else d)
-    meas, _ = measurement(dp, privacy.mechanism, privacy.epsilon, privacy.delta, size, 2 ** 0.5)
-    return meas
+    return measurement(dp, privacy.mechanism, privacy.epsilon, privacy.delta, size, 2 ** 0.5)

@@ -23,7 +23,7 @@ import time
 
 from agent.topics import fleet_baseline as topic
 
-from models.pooling import (PoolingError, detector_state, learned_baseline, pool, pool_calibration,
+from models.pooling import (PoolingError, detector_state, learned_baseline, pool, pool_calibration, pooled_noise,
                             private_calibration, psd, stats_of)
 from models.prior import FORMAT as PRIOR_FORMAT, KIND as PRIOR_KIND, check as check_prior, prior_model
 
@@ -116,8 +116,9 @@ def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, creat
     pooled = pool([p[1] for p in parts], [p[0] for p in parts])
     privacy = None
     if all(private):
-        pooled = psd(pooled)
-        calibration = private_calibration([(psd(p[1]), p[2]) for p in parts], tail_ratio)
+        noised = [(p[1], _variance_noise(p)) for p in parts]
+        pooled = psd(pooled, pooled_noise(noised))
+        calibration = private_calibration([(p[1], p[2], sd) for p, (_, sd) in zip(parts, noised)], tail_ratio)
         privacy = {"unit": "window", "mechanism": "gaussian", "calibration": calibration["method"],
                    "shares": [{"device": p[3].get("device"), "sensor": p[3].get("sensor"),
                                **{k: p[3]["privacy"].get(k) for k in ("epsilon", "delta", "covariance")}}
@@ -130,6 +131,19 @@ def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, creat
             "machines": [{"device": p[3].get("device"), "sensor": p[3].get("sensor"), "n": p[1].n,
                           "window_s": p[3].get("window_s")} for p in parts],
             "privacy": privacy}
+
+
+def _variance_noise(part) -> float:
+    """Noise sd (on a mean, on a variance) of a private share, from its privacy block (PoolingError if
+    unreadable)."""
+    from models.private_stats import noise_sd
+
+    where, stats, _, doc = part
+    try:
+        block = doc["privacy"]
+        return noise_sd(stats.n, float(block["scale"]), block["sensitivity"])
+    except (KeyError, TypeError, ValueError):
+        raise PoolingError(f"{where}: privacy block without its noise scale and sensitivity") from None
 
 
 def load_prior(path: str, trusted_keys) -> tuple[dict, str]:

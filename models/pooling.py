@@ -187,20 +187,46 @@ def pool_calibration(donors: list[tuple[GaussianStats, dict]]) -> dict:
     return {"median": median, "tail": tail, "quantile": q0, "alarm_ratio": a0, "method": "fleet", "n": scored}
 
 
-def psd(stats: GaussianStats) -> GaussianStats:
-    """`stats` with its covariance projected onto the positive semi-definite matrices
-    (models/private_stats.py `nearest_psd`): a pool of noised shares, made usable by a detector."""
+NOISE_MARGIN = 2.0  # noised variances are raised by this many noise standard deviations (`psd`)
+
+
+def psd(stats: GaussianStats, noise: tuple[float, float] = (0.0, 0.0)) -> GaussianStats:
+    """`stats` made usable by a detector after noise (models/private_stats.py): `noise` is the
+    noise's standard deviation on each mean and on each variance (sd_m, sd_v). Every variance is
+    raised by (NOISE_MARGIN sd_m)^2 + NOISE_MARGIN sd_v, then the covariance is projected onto the
+    positive semi-definite matrices (`nearest_psd`).
+
+    Why raise: noise that shrinks a variance, or moves a mean, makes every healthy window of a new
+    machine look far off on that feature (false alarms). A mean off by e acts on scores as e^2 more
+    variance; raised by two noise sd, a variance is below its noiseless value with probability
+    about 2 %, at the cost of a wider prior (later detections). The raise is post-processing of
+    public numbers (the noise scale), so it costs no privacy; it fades as the new machine learns its
+    own windows (models/prior.py)."""
     from models.private_stats import nearest_psd
 
-    return GaussianStats(stats.keys, stats.n, stats.mean, nearest_psd(stats.cov), stats.shrinkage)
+    sd_m, sd_v = noise
+    raise_by = (NOISE_MARGIN * sd_m) ** 2 + NOISE_MARGIN * sd_v
+    cov = stats.cov + np.eye(len(stats.keys)) * raise_by
+    return GaussianStats(stats.keys, stats.n, stats.mean, nearest_psd(cov), stats.shrinkage)
 
 
-def private_calibration(donors: list[tuple[GaussianStats, dict]], tail_ratio: float | None = None) -> dict:
+def pooled_noise(parts: list[tuple[GaussianStats, tuple[float, float]]]) -> tuple[float, float]:
+    """The noise standard deviations (on a mean, on a variance) of a pool, from each part's
+    (statistics, (sd_m, sd_v)): the pool weighs part i by n_i / N, and independent noises add in
+    variance."""
+    total = sum(s.n for s, _ in parts)
+    if not total:
+        return 0.0, 0.0
+    return tuple(float(math.sqrt(sum((s.n * sd[k]) ** 2 for s, sd in parts)) / total) for k in (0, 1))
+
+
+def private_calibration(donors: list[tuple[GaussianStats, dict, tuple[float, float]]], tail_ratio: float | None = None) -> dict:
     """The prior's calibration when the donors' shares are private (agent/fleet_privacy.py): they
     carry no median or tail of their scores, so both come from the statistics alone.
 
-    As in `pool_calibration`, donor i is scored by the prior pooled from the others (all donors'
-    statistics noised, projected by `psd`), exactly in expectation: within_i + offset_i
+    donors: (statistics as released, calibration settings, noise sd (mean, variance)). As in
+    `pool_calibration`, donor i is scored by the prior pooled from the others (made usable by
+    `psd`, as the prior itself is), exactly in expectation: within_i + offset_i
     (`expected_score`). Its median is taken as MEDIAN_RATIO x within_i + offset_i and its tail as
     tail_ratio x within_i + offset_i, where the ratios are those of a healthy baseline's median and
     99.9 % tail to its mean raw score (docs/federated.md gives the measurement behind the defaults).
@@ -213,11 +239,12 @@ def private_calibration(donors: list[tuple[GaussianStats, dict]], tail_ratio: fl
         raise PoolingError(f"tail ratio {tail_ratio} must be above the median ratio {MEDIAN_RATIO}")
     q0, a0 = float(donors[0][1]["quantile"]), float(donors[0][1]["alarm_ratio"])
     medians, tails, weights = [], [], []
-    for i, (stats, cal) in enumerate(donors):
+    for i, (stats, cal, noise) in enumerate(donors):
         if float(cal["quantile"]) != q0 or float(cal["alarm_ratio"]) != a0:
             raise PoolingError("donors calibrated with different quantile or alarm_ratio cannot be pooled")
-        others = [s for j, (s, _) in enumerate(donors) if j != i]
-        within, offset = expected_score(psd(pool(others)) if others else stats, stats)
+        others = [(s, sd) for j, (s, _, sd) in enumerate(donors) if j != i] or [(stats, noise)]
+        model = psd(pool([s for s, _ in others]), pooled_noise(others))
+        within, offset = expected_score(model, psd(stats, noise))
         medians.append(MEDIAN_RATIO * within + offset)
         tails.append(tail_ratio * within + offset)
         weights.append(stats.n)

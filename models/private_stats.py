@@ -106,6 +106,14 @@ def release(sums: ClippedSums, noise: Callable[[list[float]], list[float]], cova
             "sensitivity": {"sum": s_total, "outer": s_outer}}
 
 
+def noise_sd(n: int, scale: float, sensitivity: dict) -> tuple[float, float]:
+    """Standard deviations of the noise on each released mean and on each released variance: the
+    Gaussian mechanism's `scale` (in units of sensitivity) times S's and Q's sensitivities, over n
+    windows. Public: they follow from epsilon, delta, the bounds and n, not from the data (the small
+    noise the mean adds to the variances is left out)."""
+    return float(scale) * float(sensitivity["sum"]) / int(n), float(scale) * float(sensitivity["outer"]) / int(n)
+
+
 def nearest_psd(cov: np.ndarray) -> np.ndarray:
     """The positive semi-definite matrix nearest to symmetric `cov` in Frobenius norm (Higham,
     "Computing a nearest symmetric positive semidefinite matrix", 1988): negative eigenvalues set
