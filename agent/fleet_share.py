@@ -23,7 +23,7 @@ import time
 
 from agent.topics import fleet_baseline as topic
 
-from models.pooling import (PoolingError, detector_state, learned_baseline, pool, pool_calibration, pooled_noise,
+from models.pooling import (NOISE_MARGIN, PoolingError, detector_state, learned_baseline, pool, pool_calibration, pooled_noise,
                             private_calibration, psd, stats_of)
 from models.prior import FORMAT as PRIOR_FORMAT, KIND as PRIOR_KIND, check as check_prior, prior_model
 
@@ -117,9 +117,11 @@ def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, creat
     privacy = None
     if all(private):
         noised = [(p[1], _variance_noise(p)) for p in parts]
-        pooled = psd(pooled, pooled_noise(noised))
+        noise = pooled_noise(noised)
+        pooled = psd(pooled, noise)
         calibration = private_calibration([(p[1], p[2], sd) for p, (_, sd) in zip(parts, noised)], tail_ratio)
         privacy = {"unit": "window", "mechanism": "gaussian", "calibration": calibration["method"],
+                   "noise_sd": {"mean": noise[0], "variance": noise[1]}, "noise_margin_sd": NOISE_MARGIN,
                    "shares": [{"device": p[3].get("device"), "sensor": p[3].get("sensor"),
                                **{k: p[3]["privacy"].get(k) for k in ("epsilon", "delta", "covariance")}}
                               for p in parts]}
