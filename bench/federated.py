@@ -18,7 +18,8 @@ With `--epsilon E ...` the donors share privately (`fleet.privacy`, agent/fleet_
 detectors sum windows clipped to bounds taken from a reference machine that does not share (seed
 `--reference`, mean -/+ `--bounds-k` standard deviations of its own one-hour baseline, as
 `pdm-agent fleet bounds` computes them), and each share is noised with epsilon E (delta 1e-6, the
-`--covariance` given) before the merge. One row per epsilon, beside the exact prior's.
+`--covariance` given) before the merge. One row per epsilon and noise draw (`--draws`: the noise is
+drawn from the operating system's secure source, so every run differs), beside the exact prior's.
 
 Reported: time to a usable baseline (first window scored for alerts), false anomaly alerts
 (warnings and alarms while healthy) per hour scored, faults detected within `--within` s and the
@@ -105,7 +106,8 @@ def fleet_priors(args) -> list[tuple[str, dict]]:
         pipe, _, _ = run(cfg, args.learn + 10, seed, model=model)
         states.append((seed, pipe.model.state()))
     out = []
-    for eps in [None, *args.epsilon]:
+    runs = [(None, 0)] + [(eps, k) for eps in args.epsilon for k in range(args.draws)]
+    for eps, draw in runs:
         privacy = None if eps is None else SharePrivacy(epsilon=eps, bounds=clip, covariance=args.covariance)
         shares = [(f"donor {seed}", share_payload(
             state, device=f"donor-{seed}", sensor="pump1", machine_type="bench-pump",
@@ -114,7 +116,8 @@ def fleet_priors(args) -> list[tuple[str, dict]]:
         doc = merge(shares, "bench-pump")
         if args.in_sample and eps is None:
             doc["calibration"] = in_sample_calibration(shares, doc)
-        out.append(("fleet prior" if eps is None else f"private prior, epsilon {eps:g} ({args.covariance})", doc))
+        out.append(("fleet prior" if eps is None else
+                    f"private prior, epsilon {eps:g} ({args.covariance}), draw {draw + 1}", doc))
     return out
 
 
@@ -186,6 +189,7 @@ def main() -> None:
                    help="for comparison: calibrate the prior on the donors as the pool of all of them scores them")
     p.add_argument("--verbose", action="store_true", help="false alert times per machine, on stderr")
     p.add_argument("--epsilon", type=float, nargs="*", default=[], help="also private shares with these epsilons")
+    p.add_argument("--draws", type=int, default=3, help="noise draws (one prior each) per epsilon")
     p.add_argument("--covariance", choices=("diagonal", "full"), default="diagonal", help="fleet.privacy.covariance")
     p.add_argument("--reference", type=int, default=900, help="seed of the machine whose baseline gives the bounds")
     p.add_argument("--bounds-k", type=float, default=6.0, help="bounds: its mean -/+ this many standard deviations")

@@ -226,7 +226,8 @@ def private_calibration(donors: list[tuple[GaussianStats, dict, tuple[float, flo
 
     donors: (statistics as released, calibration settings, noise sd (mean, variance)). As in
     `pool_calibration`, donor i is scored by the prior pooled from the others (made usable by
-    `psd`, as the prior itself is), exactly in expectation: within_i + offset_i
+    `psd`, as the prior itself is), exactly in expectation: within_i + offset_i, less what the
+    noise on the donor's own mean adds to offset_i (a new machine's mean is not noised)
     (`expected_score`). Its median is taken as MEDIAN_RATIO x within_i + offset_i and its tail as
     tail_ratio x within_i + offset_i, where the ratios are those of a healthy baseline's median and
     99.9 % tail to its mean raw score (docs/federated.md gives the measurement behind the defaults).
@@ -244,7 +245,10 @@ def private_calibration(donors: list[tuple[GaussianStats, dict, tuple[float, flo
             raise PoolingError("donors calibrated with different quantile or alarm_ratio cannot be pooled")
         others = [(s, sd) for j, (s, _, sd) in enumerate(donors) if j != i] or [(stats, noise)]
         model = psd(pool([s for s, _ in others]), pooled_noise(others))
-        within, offset = expected_score(model, psd(stats, noise))
+        within, offset = expected_score(model, psd(stats))
+        # The donor's released mean carries its own noise e (sd_m per feature), which adds
+        # E[e' A e] / d = tr(A) sd_m^2 / d to its offset; a new machine's mean has none of it.
+        offset = max(0.0, offset - float(np.trace(_form(model))) * noise[0] ** 2 / len(stats.keys))
         medians.append(MEDIAN_RATIO * within + offset)
         tails.append(tail_ratio * within + offset)
         weights.append(stats.n)
