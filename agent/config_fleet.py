@@ -7,12 +7,23 @@ that look across sections (`check`) are called by `Config`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from agent.fleet_privacy import SharePrivacy
+from agent.privacy import PrivacyConfig
 from drivers.config import NAME_PATTERN, Section, rule
+
+
+class SharePrivacy(PrivacyConfig):
+    """`fleet.privacy`: epsilon and delta per share, bounds per feature, which covariance is shared."""
+
+    epsilon: float = Field(gt=0, le=100, description="privacy loss of one share for one window")
+    mechanism: Literal["gaussian"] = Field("gaussian", description="the Gaussian mechanism (L2 sensitivity)")
+    delta: float = Field(1e-6, gt=0, le=1e-3, description="failure probability of the Gaussian mechanism")
+    covariance: Literal["full", "diagonal"] = Field(
+        "diagonal", description="diagonal: variances only (d noised numbers, far less noise); full: all "
+                                "d(d+1)/2 covariances")
 
 
 class FleetConfig(Section):

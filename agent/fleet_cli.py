@@ -196,7 +196,7 @@ def cmd_bounds(args) -> int:
     import numpy as np
 
     from agent.fleet_share import read_share
-    from models.gaussian import is_log_feature
+    from models.gaussian import is_log_feature, variance_floor
     from models.pooling import PoolingError, expected_score
     from models.private_stats import bounds_from
 
@@ -211,7 +211,7 @@ def cmd_bounds(args) -> int:
         return _err(f"{where}: a private share; bounds come from an exact one (a machine that does not share "
                     "privately), noised statistics would give noised bounds", EXIT_USAGE)
     log_mask = np.array([is_log_feature(k) for k in stats.keys])
-    bounds = bounds_from(stats.keys, stats.mean, stats.cov, log_mask, args.k)
+    bounds = bounds_from(stats.keys, stats.mean, stats.cov, log_mask, args.k, variance_floor(stats.mean, log_mask))
     own = expected_score(stats, stats)[0]
     print(f"# fleet.privacy.bounds from {where} ({doc.get('device')}/{doc.get('sensor')}, {stats.n} windows): "
           f"mean -/+ {args.k:g} sd")

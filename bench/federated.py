@@ -86,16 +86,17 @@ def reference_bounds(args) -> dict:
     """`fleet.privacy.bounds` from a machine that does not share (module docstring)."""
     from models.pooling import learned_baseline, stats_of
     from models.private_stats import bounds_from
-    from models.gaussian import is_log_feature
+    from models.gaussian import is_log_feature, variance_floor
 
     pipe, _, _ = run(sensor(args.learn), args.learn + 10, args.reference)
     st = stats_of(learned_baseline(pipe.model.state())[0])
-    return bounds_from(st.keys, st.mean, st.cov, np.array([is_log_feature(k) for k in st.keys]), args.bounds_k)
+    log_mask = np.array([is_log_feature(k) for k in st.keys])
+    return bounds_from(st.keys, st.mean, st.cov, log_mask, args.bounds_k, variance_floor(st.mean, log_mask))
 
 
 def fleet_priors(args) -> list[tuple[str, dict]]:
     """(row name, prior) for the exact shares and, per --epsilon, the private ones (same donors)."""
-    from agent.fleet_privacy import SharePrivacy
+    from agent.config_fleet import SharePrivacy
     from agent.pipeline import build_model
 
     cfg = sensor(args.learn)

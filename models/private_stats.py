@@ -126,9 +126,11 @@ def nearest_psd(cov: np.ndarray) -> np.ndarray:
     return (v * np.maximum(w, 0.0)) @ v.T
 
 
-def bounds_from(keys, mean: np.ndarray, cov: np.ndarray, log_mask: np.ndarray, k: float) -> dict[str, list[float]]:
+def bounds_from(keys, mean: np.ndarray, cov: np.ndarray, log_mask: np.ndarray, k: float,
+                floor: np.ndarray | float = 0.0) -> dict[str, list[float]]:
     """Bounds {feature: [low, high]} in the features' units: mean -/+ k standard deviations of a
     reference baseline (mean, cov in the detector's space), back-transformed (exp for log features).
+    floor: the smallest variance (the detector's `variance_floor`), so a constant feature gets a box.
 
     For `fleet.privacy.bounds` from a machine that does *not* share (its test bench, a spare):
     bounds from a sharing machine's own data would publish its extremes (agent/fleet_privacy.py).
@@ -137,9 +139,7 @@ def bounds_from(keys, mean: np.ndarray, cov: np.ndarray, log_mask: np.ndarray, k
     ...             np.array([True, False]), 3.0)
     {'a.rms_g': [0.7408, 1.35], 't.mean_c': [34.0, 46.0]}
     """
-    from models.gaussian import variance_floor
-
-    sd = np.sqrt(np.maximum(np.diag(cov), variance_floor(mean, log_mask)))  # a constant feature still gets a box
+    sd = np.sqrt(np.maximum(np.diag(cov), floor))
     out = {}
     for j, key in enumerate(keys):
         low, high = mean[j] - k * sd[j], mean[j] + k * sd[j]
