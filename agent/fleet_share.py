@@ -29,6 +29,7 @@ from models.prior import FORMAT as PRIOR_FORMAT, KIND as PRIOR_KIND, check as ch
 
 KIND, FORMAT = "fleet-baseline", 1
 PRIOR_FILE = "prior.json"
+FIT_WINDOWS = 30  # windows scored under a prior before its fit is judged (`FleetShare._prior_fit`)
 # The only keys a share carries (tests assert this: nothing else, in particular no windows).
 SHARE_KEYS = {"kind", "format", "device", "sensor", "machine_type", "learned_at", "agent_version", "window_s",
               "detector", "calibration", "privacy"}
@@ -199,10 +200,31 @@ class FleetShare:
     def member(cfg, sensor: str) -> bool:
         return cfg.fleet.sensors is None or sensor in cfg.fleet.sensors
 
-    def status(self, sensor: str) -> dict:
-        """`fleet` in the sensor's status entry, when there is something to say."""
+    def status(self, sensor: str, pipeline=None) -> dict:
+        """`fleet` in the sensor's status entry, when there is something to say; with the sensor's
+        `pipeline`, how well a prior fits this machine (`_prior_fit`)."""
         entry = self._status.get(sensor)
+        if entry and "prior" in entry and pipeline is not None:
+            self._prior_fit(sensor, entry, pipeline)
         return {"fleet": dict(entry)} if entry else {}
+
+    def _prior_fit(self, sensor: str, entry: dict, pipeline) -> None:
+        """A prior-started sensor adapts only on windows scoring below the warning level. When, after
+        FIT_WINDOWS windows, fewer than half were, the prior does not fit what this machine does now:
+        say so once (log and status `fleet.prior_fit`), with what to do, instead of bare warnings."""
+        baseline, scored = pipeline.baseline(), pipeline.stats.windows
+        if baseline.get("windows") or "adapted" not in baseline or scored < FIT_WINDOWS or entry.get("prior_fit"):
+            return
+        if not getattr(pipeline.model, "adapt_half_life_s", None):
+            return  # adaptation off: nothing is learned, whatever the scores
+        if baseline["adapted"] * 2 < scored:
+            entry["prior_fit"] = {
+                "windows": scored, "below_warning": baseline["adapted"],
+                "note": "most windows score at or above the warning level under the fleet prior: this machine has "
+                        "a fault, or differs from the donors (speed, load, mounting); if it is healthy, remove "
+                        "fleet.prior and run `pdm-agent baseline reset` to learn its own baseline"}
+            self.log.warning("fleet prior does not fit this machine", sensor=sensor, windows=scored,
+                             below_warning=baseline["adapted"], note=entry["prior_fit"]["note"])
 
     # -- starting from a prior ------------------------------------------------------------------
     def prior_model(self, cfg, sensor_cfg):

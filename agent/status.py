@@ -32,7 +32,7 @@ def document(*, started: float, cpu, workers: dict, models, levels, outbox, conf
             **({"iso10816": p.iso.state()} if p.iso.last_zone else {}),
             **p.diagnosis.status(),
             **models.status(name),
-            **(fleet.status(name) if fleet is not None else {}),
+            **(fleet.status(name, p) if fleet is not None else {}),
             **alert_status(levels, name, w),
         }
     depth = outbox.depth() if outbox else {}
