@@ -2,6 +2,7 @@
 
     pdm-agent fleet merge --config FILE [--machine-type T] --out DIR --key KEY      (from the broker)
     pdm-agent fleet merge SHARE.json ... --machine-type T --out DIR --key KEY      (from files)
+    pdm-agent fleet bounds REFERENCE_SHARE.json [--k 6]       (fleet.privacy.bounds, docs/federated.md)
 
 From the broker it reads the retained shares on `<prefix>/fleet/<T>/baseline/+/+` (the broker
 settings and, unless --machine-type, the machine type come from --config). The prior is exact
@@ -127,7 +128,7 @@ def cmd_merge(args) -> int:
         return _err(f"{len(shares)} share(s) found, --min-machines is {args.min_machines}: a prior of too few "
                     "machines knows too little of how alike machines differ", EXIT_FAIL)
     try:
-        doc = merge(shares, machine_type)
+        doc = merge(shares, machine_type, tail_ratio=args.tail_ratio)
     except PoolingError as exc:
         return _err(f"refused: {exc}", EXIT_USAGE)
     if args.force and os.path.isdir(args.out):
@@ -138,6 +139,12 @@ def cmd_merge(args) -> int:
     for m in doc["machines"]:
         print(f"  {m['device']}/{m['sensor']}: {m['n']} windows")
     cal = doc["calibration"]
+    if doc["privacy"]:
+        eps = sorted({s["epsilon"] for s in doc["privacy"]["shares"]})
+        print(f"private shares (epsilon {', '.join(f'{e:g}' for e in eps)} per window): calibration from the "
+              f"noised statistics, tail {cal['tail_ratio']:g} x expected score (--tail-ratio)")
+    elif args.tail_ratio is not None:
+        print("note: --tail-ratio applies to private shares only; these are exact and carry their calibration")
     print(f"pooled {doc['detector']['n']} windows of {len(doc['machines'])} machine(s), machine type "
           f"{doc['machine_type']!r}, {len(doc['detector']['keys'])} features; calibration median "
           f"{cal['median']:.4g}, tail {cal['tail']:.4g} -> {path}")
@@ -154,7 +161,7 @@ def cmd_merge(args) -> int:
 
 def add_parser(sub) -> None:
     """`pdm-agent fleet merge` under the CLI's subcommands."""
-    pf = sub.add_parser("fleet", help="federated baselines: merge the baselines agents shared into a prior")
+    pf = sub.add_parser("fleet", help="federated baselines: merge shared baselines into a prior; privacy bounds")
     fsub = pf.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
     p = fsub.add_parser("merge", help="pool shared baselines into one signed fleet prior",
                         description="Pool the baselines agents shared (fleet.share_baseline) into one fleet prior: "
@@ -170,4 +177,48 @@ def add_parser(sub) -> None:
     p.add_argument("--wait", type=float, default=5.0, metavar="S",
                    help="at most this long reading retained shares from the broker (default 5)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--tail-ratio", type=float, default=None, metavar="R",
+                   help="private shares only: the prior's tail = R x the expected healthy score (default 3.0; "
+                        "`fleet bounds` measures it on a reference machine)")
     p.set_defaults(func=cmd_merge)
+    b = fsub.add_parser("bounds", help="fleet.privacy bounds from a reference machine's exact share",
+                        description="Print fleet.privacy.bounds (mean -/+ K standard deviations of each feature) "
+                                    "and the tail ratio for `fleet merge --tail-ratio`, from the exact share of a "
+                                    "machine that does not share privately (a test bench, a spare). Exit 0, 2 on "
+                                    "an unreadable share.")
+    b.add_argument("share", metavar="SHARE.json", help="an exact share (fleet.share_baseline without privacy)")
+    b.add_argument("--k", type=float, default=6.0, help="standard deviations each side (default 6)")
+    b.set_defaults(func=cmd_bounds)
+
+
+def cmd_bounds(args) -> int:
+    """`fleet bounds`: YAML for fleet.privacy.bounds from a reference share (module docstring)."""
+    import numpy as np
+
+    from agent.fleet_share import read_share
+    from models.gaussian import is_log_feature
+    from models.pooling import PoolingError, expected_score
+    from models.private_stats import bounds_from
+
+    if not args.k > 0:
+        return _err(f"--k must be above 0, got {args.k:g}", EXIT_USAGE)
+    (where, doc), = _from_files([args.share])
+    try:
+        stats, cal, doc = read_share(doc, where)
+    except PoolingError as exc:
+        return _err(str(exc), EXIT_USAGE)
+    if doc.get("privacy") is not None:
+        return _err(f"{where}: a private share; bounds come from an exact one (a machine that does not share "
+                    "privately), noised statistics would give noised bounds", EXIT_USAGE)
+    log_mask = np.array([is_log_feature(k) for k in stats.keys])
+    bounds = bounds_from(stats.keys, stats.mean, stats.cov, log_mask, args.k)
+    own = expected_score(stats, stats)[0]
+    print(f"# fleet.privacy.bounds from {where} ({doc.get('device')}/{doc.get('sensor')}, {stats.n} windows): "
+          f"mean -/+ {args.k:g} sd")
+    print("bounds:")
+    for name, (low, high) in bounds.items():
+        print(f"  {name}: [{low:g}, {high:g}]")
+    if own > 0:
+        print(f"# its tail ratio (99.9 % tail / expected score): {cal['tail'] / own:.2f} -> "
+              f"pdm-agent fleet merge ... --tail-ratio {cal['tail'] / own:.2f}")
+    return EXIT_OK

@@ -38,10 +38,8 @@ def build_model(detector_cfg, alerts_cfg=None, clip=None, **options):
     are StreamingModel keywords that replace the section's (replay: `baseline_rows`, ...)."""
     from models.registry import create
 
-    params = dict(detector_cfg.params)
-    if clip is not None:
-        params["clip"] = clip  # only a gaussian (config check refuses fleet.privacy for the others)
-    detector = create(detector_cfg.type, **params)
+    agent = {"clip": clip} if clip is not None else None  # only a gaussian: config check refuses the others
+    detector = create(detector_cfg.type, agent_params=agent, **dict(detector_cfg.params))
     drift = {} if alerts_cfg is None else {"drift_large_at": alerts_cfg.alarm,
                                            "drift_clear_below": alerts_cfg.warning}
     settings = {"learn_seconds": detector_cfg.learn_seconds, "adapt_half_life_s": detector_cfg.adapt_half_life_s}

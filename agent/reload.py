@@ -64,6 +64,7 @@ def reload(svc) -> None:
             svc.log.error("keeping the previous configuration of this sensor", sensor=name)
             svc._start_worker(old_sensors[name])
     _say_prior_not_applied(svc, old, new, plan)
+    _follow_share_privacy(svc, new)
     if plan.announce:
         svc.publisher.announce()  # Home Assistant discovery follows the new sensor list; fleet shares start
     svc.log.info("configuration reloaded", sensors=list(new_sensors))
@@ -80,6 +81,18 @@ def _say_prior_not_applied(svc, old, new, plan) -> None:
         svc.log.warning("fleet prior settings changed; sensors already running keep their baseline (a prior is "
                         "read only when a sensor starts without a saved baseline of this machine)",
                         changed=[f"fleet.{k}" for k in changed], sensors=kept)
+
+
+def _follow_share_privacy(svc, new) -> None:
+    """fleet.privacy's bounds apply to what a sensor learns next (its current baseline was summed
+    with the old ones, or none): a running sensor takes them for its next `baseline reset`, and the
+    share says why it is withheld until then (agent/fleet_privacy.py)."""
+    from agent.fleet_privacy import clip_bounds
+
+    for scfg in new.sensors:
+        worker = svc.workers.get(scfg.name)
+        if worker is not None:
+            worker.pipeline.clip = clip_bounds(new, scfg)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,7 @@ class GaussianDetector(DetectorBase):
     calibration = None  # fitted on the baseline by models/streaming.py
     novelty = False
     adaptive = True  # see models/base.py
+    agent_params = ("clip",)  # set from fleet.privacy, not from detector.params (models/registry.py)
 
     def __init__(self, half_life: float | None = None, shrinkage: float = 0.1,
                  clip: dict[str, list[float]] | None = None) -> None:

@@ -52,18 +52,25 @@ def resolve(name: str) -> str:
 
 
 def parameters(name: str) -> list[str]:
-    """The constructor parameters a detector accepts (for config validation)."""
-    return [p for p in inspect.signature(DETECTORS[resolve(name)]).parameters if p != "self"]
+    """The constructor parameters a detector accepts from the config (those the agent sets itself,
+    the class's `agent_params`, are left out)."""
+    cls = DETECTORS[resolve(name)]
+    internal = getattr(cls, "agent_params", ())
+    return [p for p in inspect.signature(cls).parameters if p != "self" and p not in internal]
 
 
-def create(name: str, **params) -> Detector:
-    """A new, untrained detector; unknown names or parameters raise ValueError naming the valid ones."""
+def create(name: str, agent_params: dict | None = None, **params) -> Detector:
+    """A new, untrained detector; unknown names or parameters raise ValueError naming the valid ones.
+    `agent_params`: those the agent sets itself (the class's `agent_params`, never from the config)."""
     name = resolve(name)
     valid = parameters(name)
     for key in params:
         if key not in valid:
             raise ValueError(f"detector {name!r} has no parameter {key!r}; valid: {', '.join(valid)}")
-    return DETECTORS[name](**params)
+    for key in agent_params or {}:
+        if key not in getattr(DETECTORS[name], "agent_params", ()):
+            raise ValueError(f"detector {name!r} takes no {key!r} from the agent")
+    return DETECTORS[name](**params, **(agent_params or {}))
 
 
 def from_state(state: dict) -> Detector:
