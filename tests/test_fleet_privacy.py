@@ -62,7 +62,7 @@ def privacy(epsilon: float = 1.0, bounds=BOUNDS, **kw) -> SharePrivacy:
 
 
 def streaming(data, clip=BOUNDS, learn_seconds: float = 100.0) -> StreamingModel:
-    det = registry.create("gaussian", **({"clip": clip} if clip is not None else {}))
+    det = registry.create("gaussian", agent_params={"clip": clip} if clip is not None else None)
     m = StreamingModel(det, learn_seconds=learn_seconds, adapt_half_life_s=86400.0)
     for i, x in enumerate(data):
         m.update(x, ts=1.8e9 + i)
@@ -289,7 +289,8 @@ def test_a_restart_republishes_the_kept_private_share_and_new_settings_noise_ane
         names = sensor_features(s)
         assert set(clip) == set(names)
         rng = np.random.default_rng(40)
-        model = StreamingModel(registry.create("gaussian", clip=clip), learn_seconds=100.0, adapt_half_life_s=86400.0)
+        model = StreamingModel(registry.create("gaussian", agent_params={"clip": clip}), learn_seconds=100.0,
+                               adapt_half_life_s=86400.0)
         for i in range(110):
             model.update(dict(zip(names, rng.lognormal(0, 0.1, len(names)).tolist())), ts=1.8e9 + i)
         pipe.model = model
