@@ -197,8 +197,7 @@ def cmd_bounds(args) -> int:
 
     from agent.fleet_share import read_share
     from models.gaussian import is_log_feature
-    from models.pooling import PoolingError, expected_score
-    from models.private_stats import bounds_from
+    from models.pooling import PoolingError, bounds_from, expected_score
 
     if not args.k > 0:
         return _err(f"--k must be above 0, got {args.k:g}", EXIT_USAGE)

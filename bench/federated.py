@@ -83,8 +83,7 @@ def run(cfg, seconds: float, seed: int, *, model=None, fault=None, fault_at: flo
 
 def reference_bounds(args) -> dict:
     """`fleet.privacy.bounds` from a machine that does not share (module docstring)."""
-    from models.pooling import learned_baseline, stats_of
-    from models.private_stats import bounds_from
+    from models.pooling import bounds_from, learned_baseline, stats_of
     from models.gaussian import is_log_feature
 
     pipe, _, _ = run(sensor(args.learn), args.learn + 10, args.reference)

@@ -195,6 +195,29 @@ def psd(stats: GaussianStats) -> GaussianStats:
     return GaussianStats(stats.keys, stats.n, stats.mean, nearest_psd(stats.cov), stats.shrinkage)
 
 
+def bounds_from(keys, mean: np.ndarray, cov: np.ndarray, log_mask: np.ndarray, k: float) -> dict[str, list[float]]:
+    """Bounds {feature: [low, high]} in the features' units: mean -/+ k standard deviations of a
+    reference baseline (mean, cov in the detector's space), back-transformed (exp for log features).
+
+    For `fleet.privacy.bounds` from a machine that does *not* share (its test bench, a spare):
+    bounds from a sharing machine's own data would publish its extremes (agent/fleet_privacy.py).
+    (Here, not in models/private_stats.py: it needs the gaussian's variance floor, and
+    models/gaussian.py imports models/private_stats.py.)
+
+    >>> bounds_from(["a.rms_g", "t.mean_c"], np.array([0.0, 40.0]), np.diag([0.01, 4.0]),
+    ...             np.array([True, False]), 3.0)
+    {'a.rms_g': [0.7408, 1.35], 't.mean_c': [34.0, 46.0]}
+    """
+    sd = np.sqrt(np.maximum(np.diag(cov), variance_floor(mean, log_mask)))  # a constant feature still gets a box
+    out = {}
+    for j, key in enumerate(keys):
+        low, high = mean[j] - k * sd[j], mean[j] + k * sd[j]
+        if log_mask[j]:
+            low, high = math.exp(low), math.exp(high)
+        out[str(key)] = [float(f"{low:.4g}"), float(f"{high:.4g}")]
+    return out
+
+
 def private_calibration(donors: list[tuple[GaussianStats, dict]], tail_ratio: float | None = None) -> dict:
     """The prior's calibration when the donors' shares are private (agent/fleet_privacy.py): they
     carry no median or tail of their scores, so both come from the statistics alone.

@@ -117,25 +117,3 @@ def nearest_psd(cov: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh((cov + cov.T) / 2.0)
     return (v * np.maximum(w, 0.0)) @ v.T
 
-
-def bounds_from(keys, mean: np.ndarray, cov: np.ndarray, log_mask: np.ndarray, k: float) -> dict[str, list[float]]:
-    """Bounds {feature: [low, high]} in the features' units: mean -/+ k standard deviations of a
-    reference baseline (mean, cov in the detector's space), back-transformed (exp for log features).
-
-    For `fleet.privacy.bounds` from a machine that does *not* share (its test bench, a spare):
-    bounds from a sharing machine's own data would publish its extremes (agent/fleet_privacy.py).
-
-    >>> bounds_from(["a.rms_g", "t.mean_c"], np.array([0.0, 40.0]), np.diag([0.01, 4.0]),
-    ...             np.array([True, False]), 3.0)
-    {'a.rms_g': [0.7408, 1.35], 't.mean_c': [34.0, 46.0]}
-    """
-    from models.gaussian import variance_floor
-
-    sd = np.sqrt(np.maximum(np.diag(cov), variance_floor(mean, log_mask)))  # a constant feature still gets a box
-    out = {}
-    for j, key in enumerate(keys):
-        low, high = mean[j] - k * sd[j], mean[j] + k * sd[j]
-        if log_mask[j]:
-            low, high = math.exp(low), math.exp(high)
-        out[str(key)] = [float(f"{low:.4g}"), float(f"{high:.4g}")]
-    return out
