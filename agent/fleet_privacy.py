@@ -20,38 +20,22 @@ the machine type's specification, or from a reference machine that does not shar
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
-
-from agent.privacy import PrivacyConfig
+from agent.config_fleet import SharePrivacy  # the `fleet.privacy` section
 from models.pooling import PoolingError
 
 UNIT = "window"
 
 
-class SharePrivacy(PrivacyConfig):
-    """`fleet.privacy`: epsilon and delta per share, bounds per feature, which covariance is shared."""
-
-    epsilon: float = Field(gt=0, le=100, description="privacy loss of one share for one window")
-    mechanism: Literal["gaussian"] = Field("gaussian", description="the Gaussian mechanism (L2 sensitivity)")
-    delta: float = Field(1e-6, gt=0, le=1e-3, description="failure probability of the Gaussian mechanism")
-    covariance: Literal["full", "diagonal"] = Field(
-        "diagonal", description="diagonal: variances only (d noised numbers, far less noise); full: all "
-                                "d(d+1)/2 covariances")
-
-
 def clip_bounds(cfg, sensor_cfg) -> dict[str, list[float]] | None:
     """The gaussian detector's `clip` for a sensor: {feature: [low, high]} for every feature the
     sensor computes that has declared bounds, when `fleet.privacy` applies to it; else None."""
-    from agent.fleet_share import FleetShare
-    from agent.hotswap import sensor_features
+    from models.features import FeatureSpec, feature_names  # not agent.hotswap: it imports what imports this
 
     fleet = cfg.fleet
-    if fleet.privacy is None or not fleet.share_baseline or not FleetShare.member(cfg, sensor_cfg.name):
+    if fleet.privacy is None or not fleet.share_baseline or not fleet.covers(sensor_cfg.name):
         return None
     out = {}
-    for name in sensor_features(sensor_cfg):
+    for name in feature_names(FeatureSpec.of_sensor(sensor_cfg)):
         bound = fleet.privacy.bounds_of(name)
         if bound is not None:
             out[name] = [float(bound[0]), float(bound[1])]

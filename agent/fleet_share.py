@@ -181,7 +181,7 @@ class FleetShare:
 
     @staticmethod
     def member(cfg, sensor: str) -> bool:
-        return cfg.fleet.sensors is None or sensor in cfg.fleet.sensors
+        return cfg.fleet.covers(sensor)
 
     def status(self, sensor: str) -> dict:
         """`fleet` in the sensor's status entry, when there is something to say."""

@@ -93,7 +93,7 @@ def reference_bounds(args) -> dict:
 
 def fleet_priors(args) -> list[tuple[str, dict]]:
     """(row name, prior) for the exact shares and, per --epsilon, the private ones (same donors)."""
-    from agent.fleet_privacy import SharePrivacy
+    from agent.config_fleet import SharePrivacy
     from agent.pipeline import build_model
 
     cfg = sensor(args.learn)
