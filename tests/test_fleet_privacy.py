@@ -335,3 +335,33 @@ def test_config_refuses_privacy_without_sharing_missing_bounds_and_log_features_
     err, = errors_of(MINIMAL + f"fleet: {{share_baseline: true, machine_type: pump-a, privacy: {{epsilon: 1, "
                                f"bounds: {zero}}}}}\n")
     assert err.startswith("fleet.privacy.bounds: ax.rms_g") and "low bound must be above 0 (got 0)" in err
+
+
+def test_fleet_bounds_from_a_reference_share_gives_bounds_a_private_share_is_made_with(tmp_path):
+    """What a user does: an exact share of a reference machine -> `pdm-agent fleet bounds` -> the
+    YAML as fleet.privacy.bounds of the machines that share privately. A private share is refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(share(streaming(vectors(50, 200), clip=None), "bench", None)))
+    run = subprocess.run([sys.executable, "-m", "agent.cli", "fleet", "bounds", str(reference), "--k", "6"],
+                         cwd=root, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    bounds = yaml.safe_load(run.stdout)["bounds"]
+    assert set(bounds) == set(FEATURES) and all(bounds[k][0] > 0 for k in FEATURES if is_log_feature(k))
+    assert "--tail-ratio" in run.stdout
+    donor = vectors(51, 200, shift=0.02)  # another machine of the type: its windows mostly inside
+    low, high = box(bounds)
+    assert (np.clip(transformed(donor), low, high) == transformed(donor)).mean() > 0.95
+    payload = share(streaming(donor, clip=bounds), "gw-a", privacy(1.0, bounds))
+    assert payload["privacy"]["bounds"] == {k: [float(v) for v in bounds[k]] for k in FEATURES}
+    private = tmp_path / "private.json"
+    private.write_text(json.dumps(payload))
+    run = subprocess.run([sys.executable, "-m", "agent.cli", "fleet", "bounds", str(private)], cwd=root,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "a private share" in run.stderr and "Traceback" not in run.stderr
