@@ -91,6 +91,7 @@ def test_private_share_is_noised_once_kept_across_a_restart_and_not_merged_with_
         assert kept.exists() and json.loads(kept.read_text())["payload"] == private
         count = len(shares(sub, "gw-p"))
         assert stop(running["gw-p"]) == 0
+        statuses = len(status_entries(sub, "gw-p"))  # the stopped agent's last ones included
         log = tmp_path / "gw-p.log"
         mark = len(log_events(log))
         procs.append(start_agent(agents["gw-p"], log))  # same config, same storage
@@ -98,6 +99,8 @@ def test_private_share_is_noised_once_kept_across_a_restart_and_not_merged_with_
         after = shares(sub, "gw-p")[-1].payload
         assert json.loads(after)["detector"] == private["detector"]  # the kept release: no new noise
         assert after == before
+        wait_until(lambda: [e for e in status_entries(sub, "gw-p")[statuses:] if "shared" in e.get("fleet", {})], 20,
+                   what="gw-p's status after restart saying what it shares")
         said = [e for e in log_events(log)[mark:] if e.get("event") == "baseline shared with the fleet"]
         assert said and said[-1]["windows"] == private["detector"]["n"]
 
