@@ -296,8 +296,14 @@ class FleetShare:
                 kept = json.load(f)
         except (OSError, ValueError):
             return None
+        if not isinstance(kept, dict) or not isinstance(kept.get("payload"), dict):
+            return None  # not a kept share (a damaged file): noised anew, as without one
         same = kept.get("baseline") == list(key) and kept.get("privacy") == cfg.fleet.privacy.model_dump(mode="json")
-        return kept.get("payload") if same and kept.get("topic_device") == cfg.device.id else None
+        if not same or kept.get("topic_device") != cfg.device.id:
+            return None
+        # The machine type is the operator's label, not data: relabelling the kept release costs no privacy,
+        # and a share must say the type of the topic it is on (`merge` refuses a mismatch).
+        return {**kept["payload"], "machine_type": cfg.fleet.machine_type}
 
     def _keep_released(self, cfg, name: str, key, payload: dict) -> None:
         path = self._released_path(name)
