@@ -272,17 +272,18 @@ class Log:
     warning = error = info
 
 
-def test_a_restart_republishes_the_kept_private_share_and_new_settings_noise_anew(tmp_path):
+def test_a_restart_republishes_the_kept_private_share_under_the_configured_machine_type(tmp_path):
     """FleetShare keeps a private share in the storage dir: a restarted agent (a new FleetShare)
-    publishes the same bytes instead of noising the same baseline again; other privacy settings do."""
+    publishes the same bytes instead of noising the same baseline again. Renamed machine type: the
+    same release, relabelled (the share must name its topic's type). A damaged kept file: a new release."""
     from agent.hotswap import sensor_features
     from agent.pipeline import SensorPipeline
 
     bounds = "{'*.skewness': [-5, 5], 'temp.*': [-100, 200], '*': [0.0001, 10000]}"
 
-    def agent(epsilon):
+    def agent(machine_type="pump-a"):
         cfg = parse_config("device: {id: gw-1}\nsensors: [{name: pump1, protocol: sim}]\nfleet: {share_baseline: true, "
-                           f"machine_type: pump-a, privacy: {{epsilon: {epsilon}, bounds: {bounds}}}}}\n", "c.yaml")
+                           f"machine_type: {machine_type}, privacy: {{epsilon: 1, bounds: {bounds}}}}}\n", "c.yaml")
         s = cfg.sensors[0]
         pipe = SensorPipeline(device="gw-1", sensor_cfg=s, aggregate_interval=60.0, emit=lambda r: None)
         clip = clip_bounds(cfg, s)
@@ -294,20 +295,23 @@ def test_a_restart_republishes_the_kept_private_share_and_new_settings_noise_ane
         for i in range(110):
             model.update(dict(zip(names, rng.lognormal(0, 0.1, len(names)).tolist())), ts=1.8e9 + i)
         pipe.model = model
-        return cfg, {s.name: SimpleNamespace(pipeline=pipe, lock=threading.Lock(), cfg=s)}
+        return FleetShare(Log(), "t", str(tmp_path)).messages(cfg, {s.name: SimpleNamespace(
+            pipeline=pipe, lock=threading.Lock(), cfg=s)})
 
-    cfg, workers = agent(1)
-    (topic, first), = FleetShare(Log(), "t", str(tmp_path)).messages(cfg, workers)
+    (topic, first), = agent()
     kept = tmp_path / "fleet-share-pump1.json"
     assert topic == "pdm/fleet/pump-a/baseline/gw-1/pump1" and kept.exists()
     assert json.loads(kept.read_text())["payload"] == json.loads(first)
-    cfg, workers = agent(1)  # the same baseline, learned again from the same windows (a restart)
-    (_, again), = FleetShare(Log(), "t", str(tmp_path)).messages(cfg, workers)
+    (_, again), = agent()  # the same baseline, learned again from the same windows (a restart)
     assert again == first
-    cfg, workers = agent(2)  # epsilon changed: the kept share no longer says what is configured
-    (_, other), = FleetShare(Log(), "t", str(tmp_path)).messages(cfg, workers)
-    assert json.loads(other)["privacy"]["epsilon"] == 2.0
-    assert json.loads(other)["detector"]["mean"] != json.loads(first)["detector"]["mean"]
+    (topic, renamed), = agent("pump-b")
+    assert topic == "pdm/fleet/pump-b/baseline/gw-1/pump1" and json.loads(renamed)["machine_type"] == "pump-b"
+    assert json.loads(renamed)["detector"] == json.loads(first)["detector"]  # not noised again
+    merge([("b", json.loads(renamed))], "pump-b")  # a share of its topic's type merges
+    kept.write_text("[]")
+    (_, fresh), = agent()
+    assert json.loads(fresh)["detector"]["mean"] != json.loads(first)["detector"]["mean"]
+    assert json.loads(kept.read_text())["payload"] == json.loads(fresh)
 
 
 MINIMAL = "device: {id: gw1}\nsensors: [{name: pump1, protocol: sim}]\n"
