@@ -15,8 +15,10 @@ from agent.privacy import PrivacyConfig
 from drivers.config import NAME_PATTERN, Section, rule
 
 
+# Here, not in agent/fleet_privacy.py (which uses it): the config importing that module made an import cycle.
 class SharePrivacy(PrivacyConfig):
-    """`fleet.privacy`: epsilon and delta per share, bounds per feature, which covariance is shared."""
+    """`fleet.privacy` (agent/fleet_privacy.py): epsilon and delta per share, bounds per feature,
+    which covariance is shared."""
 
     epsilon: float = Field(gt=0, le=100, description="privacy loss of one share for one window")
     mechanism: Literal["gaussian"] = Field("gaussian", description="the Gaussian mechanism (L2 sensitivity)")
@@ -40,6 +42,10 @@ class FleetConfig(Section):
 
     privacy: Optional[SharePrivacy] = Field(None, description="differential-privacy noise on shares "
                                                               "(agent/fleet_privacy.py); null = exact statistics")
+
+    def covers(self, sensor: str) -> bool:
+        """Whether `sensor` shares / starts from the prior (`sensors`: null means all)."""
+        return self.sensors is None or sensor in self.sensors
 
     @model_validator(mode="after")
     def _named_group(self) -> "FleetConfig":

@@ -28,11 +28,10 @@ UNIT = "window"
 def clip_bounds(cfg, sensor_cfg) -> dict[str, list[float]] | None:
     """The gaussian detector's `clip` for a sensor: {feature: [low, high]} for every feature the
     sensor computes that has declared bounds, when `fleet.privacy` applies to it; else None."""
-    from models.features import FeatureSpec, feature_names
+    from models.features import FeatureSpec, feature_names  # not agent.hotswap: it imports what imports this
 
     fleet = cfg.fleet
-    if fleet.privacy is None or not fleet.share_baseline or (fleet.sensors is not None
-                                                              and sensor_cfg.name not in fleet.sensors):
+    if fleet.privacy is None or not fleet.share_baseline or not fleet.covers(sensor_cfg.name):
         return None
     out = {}
     for name in feature_names(FeatureSpec.of_sensor(sensor_cfg)):

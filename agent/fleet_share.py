@@ -198,7 +198,7 @@ class FleetShare:
 
     @staticmethod
     def member(cfg, sensor: str) -> bool:
-        return cfg.fleet.sensors is None or sensor in cfg.fleet.sensors
+        return cfg.fleet.covers(sensor)
 
     def status(self, sensor: str, pipeline=None) -> dict:
         """`fleet` in the sensor's status entry, when there is something to say; with the sensor's
@@ -334,8 +334,24 @@ class FleetShare:
                 kept = json.load(f)
         except (OSError, ValueError):
             return None
-        same = kept.get("baseline") == list(key) and kept.get("privacy") == cfg.fleet.privacy.model_dump(mode="json")
-        return kept.get("payload") if same and kept.get("topic_device") == cfg.device.id else None
+        if not isinstance(kept, dict) or not isinstance(kept.get("payload"), dict):
+            return None  # not a kept share (a damaged file): noised anew, as without one
+        if kept.get("baseline") != list(key) or kept.get("topic_device") != cfg.device.id:
+            return None
+        if kept.get("privacy") != cfg.fleet.privacy.model_dump(mode="json"):
+            # Released once, it cannot be taken back; a second release of the same windows would add
+            # its privacy loss to the first. New settings apply to the next baseline.
+            self._say_once(name, "fleet.privacy changed since this baseline was shared: the share already "
+                                 "released stays as it is (releasing these windows again would add up the privacy "
+                                 "losses); the new settings apply to the next baseline (`pdm-agent baseline reset`)")
+        # The machine type is the operator's label, not data: relabelling the kept release costs no privacy,
+        # and a share must say the type of the topic it is on (`merge` refuses a mismatch).
+        return {**kept["payload"], "machine_type": cfg.fleet.machine_type}
+
+    def _say_once(self, name: str, note: str) -> None:
+        if self._status.get(name, {}).get("note") != note:
+            self.log.warning("fleet share kept", sensor=name, note=note)
+        self._status[name] = {**self._status.get(name, {}), "note": note}
 
     def _keep_released(self, cfg, name: str, key, payload: dict) -> None:
         path = self._released_path(name)

@@ -21,7 +21,8 @@ Def. 3.8 and App. A, the Gaussian mechanism):
 (the upper triangle's norm is at most the whole matrix's). S and Q are divided by their
 sensitivities and released as one vector of L2 sensitivity sqrt(2) by one Gaussian measurement
 (the caller's `noise`, OpenDP's in the agent). What is published is then post-processing, which
-costs no privacy: mean = c + S/n, covariance = Q/n - (S/n)(S/n)'. The covariance of one noised
+costs no privacy: mean = c + S/n, covariance = Q/n - (S/n)(S/n)', the mean held inside the box and
+each variance below h^2 (what clipped windows can have). The covariance of one noised
 share may be indefinite; pooling (models/pooling.py) is linear in these sums, so shares are pooled
 as released and the pool is projected onto the positive semi-definite matrices once (`nearest_psd`).
 """
@@ -98,8 +99,12 @@ def release(sums: ClippedSums, noise: Callable[[list[float]], list[float]], cova
     outer = np.zeros((d, d))
     outer[rows, cols] = noised[d:] * s_outer
     outer = outer + np.triu(outer, 1).T
-    shift = total / sums.n
+    # The clipped windows' mean lies in the box and their variances below the half-widths squared:
+    # holding the noised values to that is post-processing, and never moves them further from the truth.
+    h = (sums.high - sums.low) / 2.0
+    shift = np.clip(total / sums.n, -h, h)
     cov = outer / sums.n - np.outer(shift, shift)
+    np.fill_diagonal(cov, np.minimum(np.diag(cov), h * h))
     if covariance == "diagonal":
         cov = np.diag(np.diag(cov))
     return {"n": sums.n, "mean": sums.centre + shift, "cov": cov,
