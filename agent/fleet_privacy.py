@@ -20,6 +20,9 @@ the machine type's specification, or from a reference machine that does not shar
 
 from __future__ import annotations
 
+import json
+import os
+
 from models.pooling import PoolingError
 
 UNIT = "window"
@@ -87,3 +90,55 @@ def _noise(privacy, d: int):
     dp.enable_features("contrib")
     size = d + (d * (d + 1) // 2 if privacy.covariance == "full" else d)
     return measurement(dp, privacy.mechanism, privacy.epsilon, privacy.delta, size, 2 ** 0.5)
+
+
+# -- the released share, kept ---------------------------------------------------------------------
+# A private share is noised once per baseline and kept in storage.dir: noise drawn anew at every
+# restart would release the same baseline again and again, and privacy losses add up.
+
+
+def settings(cfg) -> dict | None:
+    """fleet.privacy as plain data (None without it): what a kept share was released with."""
+    return cfg.fleet.privacy.model_dump(mode="json") if cfg.fleet.privacy is not None else None
+
+
+def kept_path(storage_dir: str | None, sensor: str) -> str | None:
+    return os.path.join(storage_dir, f"fleet-share-{sensor}.json") if storage_dir else None
+
+
+def kept_share(storage_dir: str | None, cfg, sensor: str, key, log) -> dict | None:
+    """The share kept for the baseline `key` ((learned_at, windows)), or None.
+
+    It is this baseline's whatever fleet.privacy says now: other settings (epsilon, bounds, or
+    none) apply to the next baseline, and releasing this one again would add its privacy loss
+    (a warning says so). Device and machine type are labels, not data: a reload changing them
+    relabels the same share."""
+    path = kept_path(storage_dir, sensor)
+    try:
+        with open(path, encoding="utf-8") as f:
+            kept = json.load(f)
+    except (OSError, TypeError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get("baseline") != list(key) or not isinstance(kept.get("payload"), dict):
+        return None
+    if kept.get("privacy") != settings(cfg):
+        log.warning("fleet.privacy changed: this baseline's share, already released, is published as it was; "
+                    "the new settings apply to the next baseline (`pdm-agent baseline reset`)", sensor=sensor,
+                    released_epsilon=(kept["payload"].get("privacy") or {}).get("epsilon"))
+    return {**kept["payload"], "device": cfg.device.id, "machine_type": cfg.fleet.machine_type}
+
+
+def keep_share(storage_dir: str | None, cfg, sensor: str, key, payload: dict, log) -> None:
+    """Keep a private share for `kept_share` (an exact one is not kept: it is the same every time)."""
+    path = kept_path(storage_dir, sensor)
+    if cfg.fleet.privacy is None or path is None:
+        return
+    doc = {"baseline": list(key), "privacy": settings(cfg), "payload": payload}
+    try:
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError as exc:  # shared anyway; the next restart would draw new noise: say so
+        log.warning("private share not kept: a restart will noise this baseline again", sensor=sensor,
+                    path=path, reason=exc.strerror or str(exc))
