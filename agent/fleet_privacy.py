@@ -28,17 +28,25 @@ from models.pooling import PoolingError
 UNIT = "window"
 
 
+def sensor_features(sensor_cfg) -> list[str]:
+    """The features a sensor's detector learns: a register map's values (modbus), else the
+    waveform features of its channels (models/features.py)."""
+    from drivers.base import driver_for
+    from models.features import FeatureSpec, feature_names
+
+    names = driver_for(sensor_cfg.protocol).value_names(sensor_cfg)
+    return list(names) if names is not None else feature_names(FeatureSpec.of_sensor(sensor_cfg))
+
+
 def clip_bounds(cfg, sensor_cfg) -> dict[str, list[float]] | None:
     """The gaussian detector's `clip` for a sensor: {feature: [low, high]} for every feature the
     sensor computes that has declared bounds, when `fleet.privacy` applies to it; else None."""
-    from models.features import FeatureSpec, feature_names
-
     fleet = cfg.fleet
     if fleet.privacy is None or not fleet.share_baseline or (fleet.sensors is not None
                                                               and sensor_cfg.name not in fleet.sensors):
         return None
     out = {}
-    for name in feature_names(FeatureSpec.of_sensor(sensor_cfg)):
+    for name in sensor_features(sensor_cfg):
         bound = fleet.privacy.bounds_of(name)
         if bound is not None:
             out[name] = [float(bound[0]), float(bound[1])]
@@ -80,6 +88,27 @@ def private_detector(detector: dict, privacy, where: str) -> tuple[dict, dict]:
              "covariance": privacy.covariance, "bounds": {k: clip[k] for k in sums.keys},
              "sensitivity": released["sensitivity"], "scale": scale, "library": f"opendp {version('opendp')}"}
     return shared, block
+
+
+def check_block(block, where: str) -> None:
+    """PoolingError naming `where` and the key unless a share's `privacy` block states a usable
+    Gaussian release: epsilon and delta, the noise scale and both sensitivities finite and above 0
+    (the merge sizes its noise margin from them: a missing or altered one would hide noise)."""
+    import math
+
+    if not isinstance(block, dict):
+        raise PoolingError(f"{where}: privacy is not an object")
+    sens = block.get("sensitivity")
+    fields = {"epsilon": block.get("epsilon"), "delta": block.get("delta"), "scale": block.get("scale"),
+              "sensitivity.sum": sens.get("sum") if isinstance(sens, dict) else None,
+              "sensitivity.outer": sens.get("outer") if isinstance(sens, dict) else None}
+    for key, value in fields.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise PoolingError(f"{where}: privacy.{key} is {value!r}: a private share states it as a number above 0 "
+                               "(this share was altered or is not from pdm-agent)")
+    if block.get("mechanism") != "gaussian" or block.get("covariance") not in ("full", "diagonal"):
+        raise PoolingError(f"{where}: privacy mechanism {block.get('mechanism')!r}, covariance "
+                           f"{block.get('covariance')!r}: this version merges gaussian, full or diagonal")
 
 
 def _noise(privacy, d: int):

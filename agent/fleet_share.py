@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 
-from agent.fleet_privacy import keep_share, kept_share, settings
+from agent.fleet_privacy import check_block, keep_share, kept_share, settings
 from agent.topics import fleet_baseline as topic
 
 from models.pooling import (NOISE_MARGIN, PoolingError, detector_state, learned_baseline, pool, pool_calibration, pooled_noise,
@@ -78,8 +78,8 @@ def read_share(doc, where: str):
     need = PRIVATE_CALIBRATION_KEYS if private else ("median", "tail", "quantile", "alarm_ratio")
     if not isinstance(cal, dict) or not all(k in cal for k in need):
         raise PoolingError(f"{where}: calibration missing or incomplete")
-    if private and not isinstance(doc["privacy"], dict):
-        raise PoolingError(f"{where}: privacy is not an object")
+    if private:
+        check_block(doc["privacy"], where)
     return stats, cal, doc
 
 
@@ -207,7 +207,7 @@ class FleetShare:
     # -- starting from a prior ------------------------------------------------------------------
     def prior_model(self, cfg, sensor_cfg):
         """The model a sensor starts with from `fleet.prior`, or None (no prior, or refused)."""
-        from agent.hotswap import sensor_features
+        from agent.fleet_privacy import sensor_features
         from models.bundle import BundleError
 
         fleet, name = cfg.fleet, sensor_cfg.name
