@@ -267,6 +267,8 @@ class FleetShare:
                      topic(cfg.mqtt.topic_prefix, cfg.fleet.machine_type, cfg.device.id, name), settings(cfg))
             cached = self._cache.get(name)
             if cached is None or cached[0] != stamp:
+                if cached is not None and cached[1] != stamp[1]:  # a new device.id or machine_type: the
+                    out.append((cached[1], b""))  # share must not stay on the old topic too (counted twice)
                 cached = self._payload(cfg, name, worker, model, stamp, baseline["learned_at"])
                 if cached is None:
                     continue
