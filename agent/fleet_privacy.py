@@ -135,13 +135,9 @@ def kept_path(storage_dir: str | None, sensor: str) -> str | None:
     return os.path.join(storage_dir, f"fleet-share-{sensor}.json") if storage_dir else None
 
 
-def kept_share(storage_dir: str | None, cfg, sensor: str, key, log) -> dict | None:
-    """The share kept for the baseline `key` ((learned_at, windows)), or None.
-
-    It is this baseline's whatever fleet.privacy says now: other settings (epsilon, bounds, or
-    none) apply to the next baseline, and releasing this one again would add its privacy loss
-    (a warning says so). Device and machine type are labels, not data: a reload changing them
-    relabels the same share."""
+def kept_share(storage_dir: str | None, sensor: str, key) -> tuple[tuple, dict, dict | None] | None:
+    """(key, share, privacy settings it was released with) kept for the baseline `key`
+    ((learned_at, windows)), or None. Publish it with `reused`."""
     path = kept_path(storage_dir, sensor)
     try:
         with open(path, encoding="utf-8") as f:
@@ -150,11 +146,19 @@ def kept_share(storage_dir: str | None, cfg, sensor: str, key, log) -> dict | No
         return None
     if not isinstance(kept, dict) or kept.get("baseline") != list(key) or not isinstance(kept.get("payload"), dict):
         return None
-    if kept.get("privacy") != settings(cfg):
+    return key, kept["payload"], kept.get("privacy")
+
+
+def reused(payload: dict, released_with, cfg, sensor: str, log) -> dict:
+    """A released share published again. It is this baseline's whatever fleet.privacy says now:
+    other settings (epsilon, bounds, or none) apply to the next baseline, and releasing this one
+    again would add its privacy loss (a warning says so). Device and machine type are labels, not
+    data: a reload changing them relabels the same share."""
+    if released_with != settings(cfg):
         log.warning("fleet.privacy changed: this baseline's share, already released, is published as it was; "
                     "the new settings apply to the next baseline (`pdm-agent baseline reset`)", sensor=sensor,
-                    released_epsilon=(kept["payload"].get("privacy") or {}).get("epsilon"))
-    return {**kept["payload"], "device": cfg.device.id, "machine_type": cfg.fleet.machine_type}
+                    released_epsilon=(payload.get("privacy") or {}).get("epsilon"))
+    return {**payload, "device": cfg.device.id, "machine_type": cfg.fleet.machine_type}
 
 
 def keep_share(storage_dir: str | None, cfg, sensor: str, key, payload: dict, log) -> None:

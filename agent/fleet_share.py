@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 
-from agent.fleet_privacy import check_block, keep_share, kept_share, settings
+from agent.fleet_privacy import check_block, keep_share, kept_share, reused, settings
 from agent.topics import fleet_baseline as topic
 
 from models.pooling import (NOISE_MARGIN, PoolingError, detector_state, learned_baseline, pool, pool_calibration, pooled_noise,
@@ -193,7 +193,8 @@ class FleetShare:
         self.agent_version = agent_version
         self.storage_dir = storage_dir  # where private shares are kept (agent/fleet_privacy.py `kept_share`)
         self._status: dict[str, dict] = {}
-        self._cache: dict[str, tuple] = {}  # sensor -> (baseline key, topic, payload bytes)
+        self._cache: dict[str, tuple] = {}  # sensor -> ((baseline key, topic, privacy settings), topic, payload bytes)
+        self._held: dict[str, tuple] = {}  # sensor -> (baseline key, private share released, privacy settings)
 
     @staticmethod
     def member(cfg, sensor: str) -> bool:
@@ -284,12 +285,19 @@ class FleetShare:
             worker.lock.release()
         key, where, _ = stamp
         try:
-            payload = kept_share(self.storage_dir, cfg, name, key, self.log)
-            if payload is None:
+            held = self._held.get(name)  # in memory too: a file that could not be written must not re-noise
+            if held is None or held[0] != key:
+                held = kept_share(self.storage_dir, name, key)
+            if held is not None:
+                payload = reused(held[1], held[2], cfg, name, self.log)
+            else:
                 payload = share_payload(state, device=cfg.device.id, sensor=name, machine_type=cfg.fleet.machine_type,
                                         window_s=window_s(worker.cfg), agent_version=self.agent_version,
                                         learned_at=learned_at, privacy=cfg.fleet.privacy)
                 keep_share(self.storage_dir, cfg, name, key, payload, self.log)
+                held = (key, payload, settings(cfg)) if payload["privacy"] is not None else None
+            if held is not None:
+                self._held[name] = held
         except PoolingError as exc:
             self._not_shared(name, str(exc), cleared=cfg.fleet.privacy is not None)
             if cfg.fleet.privacy is None:

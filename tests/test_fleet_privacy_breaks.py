@@ -85,6 +85,17 @@ def test_a_changed_epsilon_republishes_the_kept_share_and_never_draws_new_noise(
     assert doc["detector"] == released["detector"] and doc["privacy"] == released["privacy"]
 
 
+def test_a_share_that_could_not_be_kept_on_disk_is_not_noised_again_by_a_reload():
+    cfg = config()
+    workers = learned_workers(cfg)
+    log = Log()
+    fleet = FleetShare(log, "t", "/nonexistent/state")  # the kept file cannot be written
+    (_, first), = fleet.messages(cfg, workers)
+    assert any(e.startswith("private share not kept") for e, _ in log.lines)
+    (_, after), = fleet.messages(config(privacy="{epsilon: 1, bounds: %s}" % BOUNDS), workers)  # a reload
+    assert json.loads(after) == json.loads(first)
+
+
 def test_an_exact_share_is_cleared_from_the_broker_once_privacy_is_set(tmp_path):
     exact = config(privacy=None)
     workers = learned_workers(exact)  # learned without clipped sums
