@@ -53,6 +53,32 @@ def clip_bounds(cfg, sensor_cfg) -> dict[str, list[float]] | None:
     return out
 
 
+def unused_bounds(cfg) -> list[tuple[tuple, str]]:
+    """`config check` warnings: fleet.privacy.bounds entries that bound no feature of a sharing
+    sensor, because nothing matches them (a typo?) or an exact name or earlier pattern wins for
+    every feature they match (the first match applies: agent/privacy.py `bounds_of`)."""
+    from fnmatch import fnmatchcase
+
+    p = cfg.fleet.privacy
+    if p is None or not cfg.fleet.share_baseline:
+        return []
+    names = set()
+    for s in cfg.sensors:
+        if cfg.fleet.sensors is None or s.name in cfg.fleet.sensors:
+            names.update(sensor_features(s))
+    used = {n if n in p.bounds else next((k for k in p.bounds if fnmatchcase(n, k)), None) for n in names}
+    out = []
+    for key in p.bounds:
+        if key in used:
+            continue
+        matched = sorted(n for n in names if fnmatchcase(n, key))
+        why = (f"matches no feature of the sharing sensors (a typo? e.g. {', '.join(sorted(names)[:3])})" if not matched
+               else f"never applies: {matched[0]}{' and the others it matches' if len(matched) > 1 else ''} take an "
+                    "exact name or an earlier pattern first (the first match applies)")
+        out.append((("fleet", "privacy", "bounds", key), why))
+    return out
+
+
 def private_detector(detector: dict, privacy, where: str) -> tuple[dict, dict]:
     """(detector statistics to share, privacy block) of a learned gaussian `state()`, noised.
 

@@ -191,3 +191,16 @@ def test_fleet_bounds_refuses_a_k_that_gives_unusable_bounds(tmp_path):
     assert run.returncode == 0
     lows = [float(line.split("[")[1].split(",")[0]) for line in run.stdout.splitlines() if line.startswith("  ")]
     assert len(lows) == 29 and all(math.isfinite(v) for v in lows)
+
+
+def test_config_check_warns_of_bounds_that_never_apply():
+    from agent.config_warnings import config_warnings
+
+    bounds = '{"*": [0.001, 100], "*.skewness": [-10, 10], "temp.mean_C": [0, 120], "temp.slope_c_per_min": [-10, 10]}'
+    text = ("device: {id: gw-1}\nsensors: [{name: pump1, protocol: sim, sample_rate: 1000}]\n"
+            f"fleet: {{share_baseline: true, machine_type: pump-a, privacy: {{epsilon: 10, bounds: {bounds}}}}}\n")
+    warned = [w for w in config_warnings(parse_config(text, "c.yaml"), text, "c.yaml") if "fleet.privacy" in w]
+    assert len(warned) == 2, warned  # "*" catches the rest; the exact temp.slope_c_per_min applies
+    assert warned[0].startswith("fleet.privacy.bounds.*.skewness: never applies: ax.skewness")
+    assert warned[1].startswith("fleet.privacy.bounds.temp.mean_C: matches no feature")
+    assert not any("fleet.privacy" in w for w in config_warnings(config(), "", "c.yaml"))  # every entry used
