@@ -163,16 +163,17 @@ def kept_path(storage_dir: str | None, sensor: str) -> str | None:
 
 def kept_share(storage_dir: str | None, sensor: str, key) -> tuple[tuple, dict, dict | None] | None:
     """(key, share, privacy settings it was released with) kept for the baseline `key`
-    ((learned_at, windows)), or None. Publish it with `reused`."""
+    ((learned_at, windows)), or None. The caller checks the share (a file edited by hand) and
+    publishes it with `reused`."""
     path = kept_path(storage_dir, sensor)
     try:
         with open(path, encoding="utf-8") as f:
             kept = json.load(f)
     except (OSError, TypeError, ValueError):
         return None
-    if not isinstance(kept, dict) or kept.get("baseline") != list(key) or not isinstance(kept.get("payload"), dict):
+    if not isinstance(kept, dict) or kept.get("baseline") != list(key):
         return None
-    return key, kept["payload"], kept.get("privacy")
+    return key, kept.get("payload"), kept.get("privacy")
 
 
 def reused(payload: dict, released_with, cfg, sensor: str, log) -> dict:

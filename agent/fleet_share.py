@@ -287,7 +287,7 @@ class FleetShare:
         try:
             held = self._held.get(name)  # in memory too: a file that could not be written must not re-noise
             if held is None or held[0] != key:
-                held = kept_share(self.storage_dir, name, key)
+                held = self._checked(kept_share(self.storage_dir, name, key), name)
             if held is not None:
                 payload = reused(held[1], held[2], cfg, name, self.log)
             else:
@@ -317,6 +317,19 @@ class FleetShare:
         self.log.info("baseline shared with the fleet", sensor=name, topic=where, windows=payload["detector"]["n"],
                       privacy=private)
         return self._cache[name]
+
+    def _checked(self, held, name):
+        """A kept share edited by hand is ignored, with a warning: the baseline is noised anew."""
+        try:
+            if held is not None:
+                read_share(held[1], f"kept share of {name}")
+                if held[1].get("privacy") is None:
+                    raise PoolingError(f"kept share of {name}: not a private share")
+        except PoolingError as exc:
+            self.log.warning("kept private share unreadable: this baseline is noised again (its privacy losses add "
+                             "up)", sensor=name, reason=str(exc))
+            return None
+        return held
 
     def _not_shared(self, name, reason, cleared: bool = False):
         if self._status.get(name, {}).get("not_shared", {}).get("reason") != reason:

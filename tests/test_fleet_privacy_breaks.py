@@ -204,3 +204,18 @@ def test_config_check_warns_of_bounds_that_never_apply():
     assert warned[0].startswith("fleet.privacy.bounds.*.skewness: never applies: ax.skewness")
     assert warned[1].startswith("fleet.privacy.bounds.temp.mean_C: matches no feature")
     assert not any("fleet.privacy" in w for w in config_warnings(config(), "", "c.yaml"))  # every entry used
+
+
+def test_a_kept_share_edited_by_hand_is_noised_again_with_a_warning_not_a_crash(tmp_path):
+    cfg = config()
+    workers = learned_workers(cfg)
+    FleetShare(Log(), "t", str(tmp_path)).messages(cfg, workers)
+    kept = tmp_path / "fleet-share-pump1.json"
+    doc = json.loads(kept.read_text())
+    doc["payload"] = {"kind": "fleet-baseline"}
+    kept.write_text(json.dumps(doc))
+    log = Log()
+    (_, payload), = FleetShare(log, "t", str(tmp_path)).messages(cfg, workers)
+    assert json.loads(payload)["privacy"]["epsilon"] == 10
+    assert any(e.startswith("kept private share unreadable") and "kept share of pump1" in kw["reason"] for e, kw in log.lines)
+    assert json.loads(kept.read_text())["payload"] == json.loads(payload)  # the new release is kept
