@@ -54,7 +54,8 @@ def learned_workers(cfg, seed=40):
     names, rng = sensor_features(s), np.random.default_rng(seed)
     for i in range(110):
         x = dict(zip(names, rng.lognormal(0, 0.1, len(names)).tolist()))
-        x.update({"temp.mean_c": 40 + rng.normal(), "temp.slope_c_per_min": 0.1 * rng.normal()})
+        x.update({k: v for k, v in {"temp.mean_c": 40 + rng.normal(), "temp.slope_c_per_min": 0.1 * rng.normal()}.items()
+                  if k in x})
         pipe.model.update(x, ts=1.8e9 + i)
     return {"pump1": SimpleNamespace(pipeline=pipe, lock=threading.Lock(), cfg=s)}
 
@@ -135,6 +136,25 @@ def test_a_modbus_sensor_needs_and_gets_bounds_for_its_register_values():
     with pytest.raises(ConfigError) as exc:
         parse_config(MODBUS % json.dumps(less), "c.yaml")
     assert "z.hf_rms_g" in exc.value.errors[0] and "ax." not in exc.value.errors[0]
+
+
+def test_a_modbus_sensor_starts_from_a_prior_of_modbus_private_shares(tmp_path):
+    from agent.fleet_cli import write_prior
+    from models import bundle
+
+    key, pub = bundle.keygen(str(tmp_path / "fleet"))
+    shares = []
+    for seed in (1, 2):
+        cfg = parse_config((MODBUS % REGISTER_BOUNDS).replace("gw-m", f"gw-{seed}"), "c.yaml")
+        (_, payload), = FleetShare(Log(), "t").messages(cfg, learned_workers(cfg, seed))
+        shares.append((f"s{seed}", json.loads(payload)))
+    path = write_prior(merge(shares), str(tmp_path / "prior"))
+    bundle.sign(path, key)
+    cfg = parse_config(MODBUS.split("fleet:")[0] + f"models: {{trusted_keys: [{pub}]}}\n"
+                       f"fleet: {{prior: {path}, machine_type: pump-m}}\n", "c.yaml")
+    fleet = FleetShare(Log(), "t")
+    assert fleet.prior_model(cfg, cfg.sensors[0]) is not None, fleet.status("pump1")
+    assert fleet.status("pump1")["fleet"]["prior"]["machines"] == 2
 
 
 def private_shares(tmp_path) -> list[Path]:
