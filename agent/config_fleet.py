@@ -89,7 +89,7 @@ def check(cfg) -> None:
 
 def _check_bounds(cfg) -> None:
     """Every feature a sharing sensor learns needs bounds under fleet.privacy (a log feature: low > 0)."""
-    from models.features import FeatureSpec, feature_names
+    from agent.fleet_privacy import sensor_features
     from models.gaussian import is_log_feature
 
     p = cfg.fleet.privacy
@@ -97,7 +97,7 @@ def _check_bounds(cfg) -> None:
         if cfg.fleet.sensors is not None and s.name not in cfg.fleet.sensors:
             continue
         try:
-            names = feature_names(FeatureSpec.of_sensor(s))
+            names = sensor_features(s)
         except Exception:  # features known only at run time: the share is refused then, with the names
             continue
         missing = [n for n in names if p.bounds_of(n) is None]

@@ -14,6 +14,7 @@ pooled statistics (models/pooling.py), written as a bundle (models/bundle.py) wh
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -104,6 +105,11 @@ def cmd_merge(args) -> int:
     from models.bundle import BundleError, load_private_key, sign
     from models.pooling import PoolingError
 
+    from models.pooling import MEDIAN_RATIO
+
+    if args.tail_ratio is not None and not (math.isfinite(args.tail_ratio) and args.tail_ratio > MEDIAN_RATIO):
+        return _err(f"--tail-ratio must be a finite number above {MEDIAN_RATIO} (a healthy baseline's median score "
+                    f"over its mean; the tail lies above the median), got {args.tail_ratio:g}", EXIT_USAGE)
     if os.path.lexists(args.out) and not args.force:
         return _err(f"{args.out} exists; choose another --out, or add --force to replace it", EXIT_USAGE)
     if args.key:
@@ -200,8 +206,8 @@ def cmd_bounds(args) -> int:
     from models.pooling import PoolingError, expected_score
     from models.private_stats import bounds_from
 
-    if not args.k > 0:
-        return _err(f"--k must be above 0, got {args.k:g}", EXIT_USAGE)
+    if not (args.k > 0 and math.isfinite(args.k)):
+        return _err(f"--k must be a finite number above 0, got {args.k:g}", EXIT_USAGE)
     (where, doc), = _from_files([args.share])
     try:
         stats, cal, doc = read_share(doc, where)
@@ -211,7 +217,18 @@ def cmd_bounds(args) -> int:
         return _err(f"{where}: a private share; bounds come from an exact one (a machine that does not share "
                     "privately), noised statistics would give noised bounds", EXIT_USAGE)
     log_mask = np.array([is_log_feature(k) for k in stats.keys])
-    bounds = bounds_from(stats.keys, stats.mean, stats.cov, log_mask, args.k, variance_floor(stats.mean, log_mask))
+    try:
+        bounds = bounds_from(stats.keys, stats.mean, stats.cov, log_mask, args.k, variance_floor(stats.mean, log_mask))
+    except OverflowError:
+        return _err(f"--k {args.k:g} is too large: a log feature's bound overflows (the default is 6)", EXIT_USAGE)
+    # fleet.privacy refuses bounds that are not finite, low >= high, or a log feature's low of 0:
+    # say which --k gave them rather than print YAML the agent refuses.
+    bad = [k for k, (low, high) in bounds.items() if not (math.isfinite(low) and math.isfinite(high) and low < high)
+           or (k in stats.keys and log_mask[stats.keys.index(k)] and low <= 0)]
+    if bad:
+        return _err(f"--k {args.k:g} gives bounds fleet.privacy cannot use for {', '.join(bad[:6])} (not finite, "
+                    "empty after rounding to 4 digits, or a log feature's low bound of 0); the default is 6",
+                    EXIT_USAGE)
     own = expected_score(stats, stats)[0]
     print(f"# fleet.privacy.bounds from {where} ({doc.get('device')}/{doc.get('sensor')}, {stats.n} windows): "
           f"mean -/+ {args.k:g} sd")

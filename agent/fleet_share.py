@@ -18,9 +18,9 @@ the device as without it.
 from __future__ import annotations
 
 import json
-import os
 import time
 
+from agent.fleet_privacy import check_block, keep_share, kept_share, reused, settings
 from agent.topics import fleet_baseline as topic
 
 from models.pooling import (NOISE_MARGIN, PoolingError, detector_state, learned_baseline, pool, pool_calibration, pooled_noise,
@@ -79,8 +79,8 @@ def read_share(doc, where: str):
     need = PRIVATE_CALIBRATION_KEYS if private else ("median", "tail", "quantile", "alarm_ratio")
     if not isinstance(cal, dict) or not all(k in cal for k in need):
         raise PoolingError(f"{where}: calibration missing or incomplete")
-    if private and not isinstance(doc["privacy"], dict):
-        raise PoolingError(f"{where}: privacy is not an object")
+    if private:
+        check_block(doc["privacy"], where)
     return stats, cal, doc
 
 
@@ -192,9 +192,10 @@ class FleetShare:
     def __init__(self, log, agent_version: str, storage_dir: str | None = None) -> None:
         self.log = log
         self.agent_version = agent_version
-        self.storage_dir = storage_dir  # where private shares are kept (`_released`)
+        self.storage_dir = storage_dir  # where private shares are kept (agent/fleet_privacy.py `kept_share`)
         self._status: dict[str, dict] = {}
-        self._cache: dict[str, tuple] = {}  # sensor -> (baseline key, topic, payload bytes)
+        self._cache: dict[str, tuple] = {}  # sensor -> ((baseline key, topic, privacy settings), topic, payload bytes)
+        self._held: dict[str, tuple] = {}  # sensor -> (baseline key, private share released, privacy settings)
 
     @staticmethod
     def member(cfg, sensor: str) -> bool:
@@ -229,7 +230,7 @@ class FleetShare:
     # -- starting from a prior ------------------------------------------------------------------
     def prior_model(self, cfg, sensor_cfg):
         """The model a sensor starts with from `fleet.prior`, or None (no prior, or refused)."""
-        from agent.hotswap import sensor_features
+        from agent.fleet_privacy import sensor_features
         from models.bundle import BundleError
 
         fleet, name = cfg.fleet, sensor_cfg.name
@@ -266,7 +267,9 @@ class FleetShare:
 
     # -- sharing -----------------------------------------------------------------------------------
     def messages(self, cfg, workers: dict) -> list[tuple[str, bytes]]:
-        """(topic, payload) of every ready baseline to share, for the publisher's retained set."""
+        """(topic, payload) of every ready baseline to share, for the publisher's retained set. With
+        fleet.privacy, a baseline that must not be shared gets an empty payload: it clears what the
+        sensor shared before (an exact share, before privacy was set) from the broker."""
         if not cfg.fleet.share_baseline:
             return []
         from models.streaming import StreamingModel
@@ -278,98 +281,82 @@ class FleetShare:
                 continue
             baseline = model.baseline()
             if baseline["state"] == "suspect":
-                self._not_shared(name, None, f"baseline is suspect: {baseline['reason']}")
+                self._not_shared(name, f"baseline is suspect: {baseline['reason']}")
             if baseline["state"] != "ready" or not baseline["windows"]:
                 continue
-            key = (baseline["learned_at"], baseline["windows"])
+            # What the share depends on: the baseline, its topic and the privacy settings (a reload
+            # can change the last two).
+            stamp = ((baseline["learned_at"], baseline["windows"]),
+                     topic(cfg.mqtt.topic_prefix, cfg.fleet.machine_type, cfg.device.id, name), settings(cfg))
             cached = self._cache.get(name)
-            if cached is None or cached[0] != key:
-                cached = self._payload(cfg, name, worker, model, key, baseline["learned_at"])
+            if cached is None or cached[0] != stamp:
+                if cached is not None and cached[1] != stamp[1]:  # a new device.id or machine_type: the
+                    out.append((cached[1], b""))  # share must not stay on the old topic too (counted twice)
+                cached = self._payload(cfg, name, worker, model, stamp, baseline["learned_at"])
                 if cached is None:
                     continue
             out.append(cached[1:])
         return out
 
-    def _payload(self, cfg, name, worker, model, key, learned_at):
+    def _payload(self, cfg, name, worker, model, stamp, learned_at):
         if not worker.lock.acquire(timeout=2.0):
             return None  # the pipeline is busy; the next announce tries again
         try:
             state = model.state()
         finally:
             worker.lock.release()
-        where = topic(cfg.mqtt.topic_prefix, cfg.fleet.machine_type, cfg.device.id, name)
+        key, where, _ = stamp
         try:
-            payload = self._released(cfg, name, key)
-            if payload is None:
+            held = self._held.get(name)  # in memory too: a file that could not be written must not re-noise
+            if held is None or held[0] != key:
+                held = self._checked(kept_share(self.storage_dir, name, key), name)
+            if held is not None:
+                payload = reused(held[1], held[2], cfg, name, self.log)
+            else:
                 payload = share_payload(state, device=cfg.device.id, sensor=name, machine_type=cfg.fleet.machine_type,
                                         window_s=window_s(worker.cfg), agent_version=self.agent_version,
                                         learned_at=learned_at, privacy=cfg.fleet.privacy)
-                self._keep_released(cfg, name, key, payload)
+                keep_share(self.storage_dir, cfg, name, key, payload, self.log)
+                held = (key, payload, settings(cfg)) if payload["privacy"] is not None else None
+            if held is not None:
+                self._held[name] = held
         except PoolingError as exc:
-            return self._not_shared(name, key, str(exc))
+            self._not_shared(name, str(exc), cleared=cfg.fleet.privacy is not None)
+            if cfg.fleet.privacy is None:
+                return None
+            self._cache[name] = (stamp, where, b"")
+            return self._cache[name]
         data = json.dumps(payload, separators=(",", ":")).encode()
         limit = cfg.mqtt.max_packet_bytes
         if limit is not None and len(data) + len(where) + 16 > limit:
-            return self._not_shared(name, key, f"the share is {len(data)} bytes, over mqtt.max_packet_bytes {limit}")
-        self._cache[name] = (key, where, data)
+            return self._not_shared(name, f"the share is {len(data)} bytes, over mqtt.max_packet_bytes {limit}")
+        self._cache[name] = (stamp, where, data)
         p = payload["privacy"]
         private = None if p is None else {k: p[k] for k in ("mechanism", "epsilon", "delta", "covariance")}
-        self._status[name] = {**self._status.get(name, {}), "shared": {"topic": where, "windows": payload[
-            "detector"]["n"], "learned_at": learned_at, "bytes": len(data), "privacy": private}}
+        entry = {k: v for k, v in self._status.get(name, {}).items() if k != "not_shared"}
+        self._status[name] = {**entry, "shared": {"topic": where, "windows": payload["detector"]["n"],
+                                                  "learned_at": learned_at, "bytes": len(data), "privacy": private}}
         self.log.info("baseline shared with the fleet", sensor=name, topic=where, windows=payload["detector"]["n"],
                       privacy=private)
         return self._cache[name]
 
-    # A private share is noised once per baseline and kept: noise drawn anew at every restart would
-    # release the same baseline again and again, and privacy losses add up (docs/federated.md).
-    def _released_path(self, name: str) -> str | None:
-        return os.path.join(self.storage_dir, f"fleet-share-{name}.json") if self.storage_dir else None
-
-    def _released(self, cfg, name: str, key) -> dict | None:
-        path = self._released_path(name)
-        if cfg.fleet.privacy is None or path is None:
-            return None
+    def _checked(self, held, name):
+        """A kept share edited by hand is ignored, with a warning: the baseline is noised anew."""
         try:
-            with open(path, encoding="utf-8") as f:
-                kept = json.load(f)
-        except (OSError, ValueError):
+            if held is not None:
+                read_share(held[1], f"kept share of {name}")
+                if held[1].get("privacy") is None:
+                    raise PoolingError(f"kept share of {name}: not a private share")
+        except PoolingError as exc:
+            self.log.warning("kept private share unreadable: this baseline is noised again (its privacy losses add "
+                             "up)", sensor=name, reason=str(exc))
             return None
-        if not isinstance(kept, dict) or not isinstance(kept.get("payload"), dict):
-            return None  # not a kept share (a damaged file): noised anew, as without one
-        if kept.get("baseline") != list(key) or kept.get("topic_device") != cfg.device.id:
-            return None
-        if kept.get("privacy") != cfg.fleet.privacy.model_dump(mode="json"):
-            # Released once, it cannot be taken back; a second release of the same windows would add
-            # its privacy loss to the first. New settings apply to the next baseline.
-            self._say_once(name, "fleet.privacy changed since this baseline was shared: the share already "
-                                 "released stays as it is (releasing these windows again would add up the privacy "
-                                 "losses); the new settings apply to the next baseline (`pdm-agent baseline reset`)")
-        # The machine type is the operator's label, not data: relabelling the kept release costs no privacy,
-        # and a share must say the type of the topic it is on (`merge` refuses a mismatch).
-        return {**kept["payload"], "machine_type": cfg.fleet.machine_type}
+        return held
 
-    def _say_once(self, name: str, note: str) -> None:
-        if self._status.get(name, {}).get("note") != note:
-            self.log.warning("fleet share kept", sensor=name, note=note)
-        self._status[name] = {**self._status.get(name, {}), "note": note}
-
-    def _keep_released(self, cfg, name: str, key, payload: dict) -> None:
-        path = self._released_path(name)
-        if cfg.fleet.privacy is None or path is None:
-            return
-        doc = {"baseline": list(key), "privacy": cfg.fleet.privacy.model_dump(mode="json"),
-               "topic_device": cfg.device.id, "payload": payload}
-        try:
-            tmp = path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(doc, f, separators=(",", ":"))
-            os.replace(tmp, path)
-        except OSError as exc:  # shared anyway; the next restart would draw new noise: say so
-            self.log.warning("private share not kept: a restart will noise this baseline again", sensor=name,
-                             path=path, reason=exc.strerror or str(exc))
-
-    def _not_shared(self, name, key, reason):
+    def _not_shared(self, name, reason, cleared: bool = False):
         if self._status.get(name, {}).get("not_shared", {}).get("reason") != reason:
-            self.log.warning("baseline not shared with the fleet", sensor=name, reason=reason)
-        self._status[name] = {**self._status.get(name, {}), "not_shared": {"reason": reason}}
+            self.log.warning("baseline not shared with the fleet", sensor=name, reason=reason,
+                             **({"retained_share": "cleared from the broker"} if cleared else {}))
+        entry = {k: v for k, v in self._status.get(name, {}).items() if not (cleared and k == "shared")}
+        self._status[name] = {**entry, "not_shared": {"reason": reason}}
         return None

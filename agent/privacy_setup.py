@@ -55,6 +55,9 @@ def warnings(cfg) -> list[tuple[tuple, str]]:
         from agent.privacy import unpublished
 
         out += unpublished(cfg)
+    from agent.fleet_privacy import unused_bounds
+
+    out += unused_bounds(cfg)
     if cfg.storage.encrypt:
         installed = os.path.abspath(os.path.join(str(cfg.storage.dir), "bundles"))
         for i, s in enumerate(cfg.sensors):

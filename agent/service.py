@@ -210,9 +210,8 @@ class Service:
         self.publisher.start()
         for sensor_cfg in self.cfg.sensors:
             self._start_worker(sensor_cfg)
-        # The first connect may have published the retained extras before any sensor existed:
-        # a baseline restored from storage would then not be shared again until the next connect.
-        self.publisher.announce()
+        if self.cfg.fleet.share_baseline:  # the first connect may come before the restored baselines
+            self.publisher.announce()
         self.notifier.ready(self.summary())
         self.log.info("agent running", version=__version__, device=self.cfg.device.id,
                       sensors=[s.name for s in self.cfg.sensors],

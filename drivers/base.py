@@ -116,6 +116,9 @@ class Driver:
     # What a saved baseline was learned on, besides the features. The default is what baselines
     # saved before the registry carry for a protocol without a register map, so they stay valid.
     baseline_key: Callable[[Any], list[str]] = lambda sensor_cfg: ["preset=None", "registers=[]"]
+    # The feature names a VALUES source reports, in order, when its config says them (a register
+    # map); None: the waveform features of the sensor's channels (models/features.py).
+    value_names: Callable[[Any], list[str] | None] = lambda sensor_cfg: None
     pty_server: PtyServer | None = None
 
 

@@ -235,6 +235,15 @@ def _value_ranges(sensor_cfg) -> dict[str, tuple[float, float]]:
     return ranges
 
 
+def _value_names(sensor_cfg) -> list[str]:
+    """The feature names a poll reports, in `open_modbus`'s order: the preset's registers, then
+    those `registers:` adds (one that overrides a preset's register keeps its place)."""
+    from drivers.presets import get_preset
+
+    names = [r.name for r in get_preset(sensor_cfg.preset).registers] if sensor_cfg.preset else []
+    return names + [n for n in dict.fromkeys(r.name for r in sensor_cfg.registers) if n not in names]
+
+
 def _serve_pty(link: str, *, rate: float | None = None, rpm: float | None = None, preset: str = "qm30vt2",
                **kwargs) -> int:
     """The pty server of `simulate --protocol modbus` (drivers/base.PtyServer). A polled slave
@@ -259,6 +268,6 @@ def _simulate_arguments(parser) -> tuple[str, ...]:
 
 
 register(Driver("modbus", VALUES, open_modbus, settings=ModbusSettings, cadence_s=lambda cfg: cfg.poll_interval,
-                value_ranges=_value_ranges,
+                value_ranges=_value_ranges, value_names=_value_names,
                 baseline_key=lambda cfg: [f"preset={cfg.preset}", f"registers={cfg.registers!r}"],
                 pty_server=PtyServer(_serve_pty, _simulate_arguments)))

@@ -318,7 +318,7 @@ def test_a_restart_republishes_the_kept_private_share_under_the_configured_machi
     (_, stricter), = agent(epsilon=0.5)
     assert json.loads(stricter)["detector"] == json.loads(first)["detector"]
     assert json.loads(stricter)["privacy"]["epsilon"] == 1
-    said = [kw["note"] for event, kw in logs[-1].lines if event == "fleet share kept"]
+    said = [event for event, kw in logs[-1].lines if event.startswith("fleet.privacy changed")]
     assert len(said) == 1 and "next baseline" in said[0]
     kept.write_text("[]")
     (_, fresh), = agent()
