@@ -114,6 +114,11 @@ def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, creat
         exact = [p[0] for p, x in zip(parts, private) if not x][:3]
         raise PoolingError(f"private and exact shares cannot be merged into one prior (exact: {', '.join(exact)}): "
                            "set fleet.privacy on every agent of the machine type, or on none")
+    kinds = {p[0]: p[3]["privacy"].get("covariance") for p in parts if p[3].get("privacy") is not None}
+    if len(set(kinds.values())) > 1:  # a diagonal share's zero covariances would pull the pool's towards 0
+        raise PoolingError("shares with covariance 'full' and 'diagonal' cannot be merged into one prior ("
+                           + ", ".join(f"{w}: {c}" for w, c in list(kinds.items())[:4])
+                           + "): set the same fleet.privacy.covariance on every agent of the machine type")
     pooled = pool([p[1] for p in parts], [p[0] for p in parts])
     privacy = None
     if all(private):

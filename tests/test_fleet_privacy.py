@@ -394,3 +394,11 @@ def test_released_means_and_variances_stay_within_what_clipped_windows_can_have(
         mean, cov = np.array(shared["mean"]), np.array(shared["cov"])
         assert np.all(mean >= sums.low - 1e-12) and np.all(mean <= sums.high + 1e-12)
         assert np.all(np.diag(cov) <= h * h + 1e-12)
+
+
+def test_full_and_diagonal_private_shares_are_not_merged():
+    data = [vectors(60 + i, 150) for i in range(2)]
+    a = share(streaming(data[0]), "gw-a", privacy(5.0))
+    b = share(streaming(data[1]), "gw-b", privacy(5.0, covariance="full"))
+    with pytest.raises(PoolingError, match="covariance 'full' and 'diagonal'"):
+        merge([("a", a), ("b", b)], "pump-a")
