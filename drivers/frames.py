@@ -208,13 +208,17 @@ TEMP_SCALE = 0.01  # degC per count
 
 
 def stream_encoder(channels: tuple[str, ...], per_frame: int = 64):
-    """`block (n, C) -> bytes` for the simulator: int16 frames of `per_frame` samples, with
-    acceleration at ACCEL_SCALE and the simulator's temperature channels at TEMP_SCALE."""
+    """`block (n, C) -> [frame bytes, ...]` for the simulator: int16 frames of `per_frame` samples,
+    with acceleration at ACCEL_SCALE and the simulator's temperature channels at TEMP_SCALE."""
     from drivers.simulator import TEMPERATURE_CHANNELS
 
     enc = FrameEncoder(tuple(TEMP_SCALE if c in TEMPERATURE_CHANNELS else ACCEL_SCALE for c in channels))
     per_frame = max(1, min(per_frame, MAX_SAMPLES))
-    return lambda block, _channels=None: enc.encode_many(block, per_frame)
+
+    def encode(block: np.ndarray, _channels=None) -> list[bytes]:
+        return [enc.encode(block[i:i + per_frame]) for i in range(0, len(block), per_frame)]
+
+    return encode
 
 
 def _samples(buf: bytearray, pos: int, dtype: np.dtype, n: int, c: int) -> np.ndarray:

@@ -213,7 +213,10 @@ def _serve_pty(link: str, **kwargs) -> int:
     samples as ASCII lines."""
     from drivers.pty_server import format_lines, stream
 
-    return stream(link, "lines", lambda channels, block_n: format_lines, **kwargs)
+    def encode(block, channels):
+        return format_lines(block, channels).splitlines(keepends=True)  # one record per line
+
+    return stream(link, "lines", lambda channels, block_n: encode, **kwargs)
 
 
 register(Driver("lines", WAVEFORM, _open, settings=LinesSettings, pty_server=PtyServer(_serve_pty)))

@@ -3,13 +3,16 @@
 The agent reads the slave side exactly as it reads a USB-serial adapter; a symlink at `--link`
 points to the slave device. Generation is paced against the monotonic clock, so machine time is
 wall-clock time since start (what `--fault-at` counts) and the stream never drifts. Like a real
-sensor, data nobody reads is lost: when the pty buffer is full the block is dropped and counted.
+sensor, data nobody reads is lost: when the pty buffer is full, blocks are dropped and counted, and
+only the line or frame already begun is finished (see _Writer): what a reader gets after opening
+the port is never a whole line or frame from before it opened.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import itertools
 import os
 import sys
 import threading
@@ -42,20 +45,41 @@ def format_lines(block: np.ndarray, channels: tuple[str, ...] = CHANNELS) -> byt
 
 
 class _Writer:
-    """Non-blocking writes that keep lines whole: a block is delivered entirely or dropped."""
+    """Non-blocking writes of records (lines, frames) that keep each record whole: a record is
+    delivered entirely or not at all.
+
+    `write(records)` sends one block, a list of records. When the pty is full (nobody reads, or
+    too slowly) the rest of the block waits; if it still waits when the next block comes, the
+    reader is not keeping up: the new block is dropped, and so is every waiting record that has
+    not begun. Only the record whose first bytes are already in the pty is finished, because its
+    start cannot be taken back. So after a stall the reader never gets stale whole records: a
+    sender that kept them would deliver them after the reader opens the port (which empties the
+    pty), ahead of the live stream, and a frames reader would count every frame dropped while
+    nobody read as lost by the agent (a sequence gap at the start). `dropped_blocks` counts blocks
+    of which anything was dropped.
+    """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.pending = b""
+        self._ends: list[int] = []  # where each waiting record ends in `pending`
+        self._head = 0  # where the first waiting record starts in `pending`: < 0 once it has begun
         self.dropped_blocks = 0
         self.written_bytes = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, records: list[bytes]) -> None:
         self._flush()
         if self.pending:  # still stuck on the previous block: nobody reads, lose this one
             self.dropped_blocks += 1
+            keep = 1 if self._head < 0 else 0  # the record begun, if any
+            if len(self._ends) > keep:
+                self._ends = self._ends[:keep]
+                self.pending = self.pending[: self._ends[0]] if keep else b""
+                self.dropped_blocks += 1  # the waiting block lost records too
             return
-        self.pending = data
+        self.pending = b"".join(records)
+        self._ends = list(itertools.accumulate(len(r) for r in records if r))
+        self._head = 0
         self._flush()
 
     def _flush(self) -> None:
@@ -70,6 +94,9 @@ class _Writer:
                 raise
             self.written_bytes += n
             self.pending = self.pending[n:]
+            done = sum(1 for e in self._ends if e <= n)
+            self._head = (self._ends[done - 1] if done else self._head) - n
+            self._ends = [e - n for e in self._ends[done:]]
 
 
 def _discard_input(fd: int) -> None:
@@ -96,7 +123,7 @@ def serve(link: str, protocol: str = "lines", **kwargs) -> int:
 def stream(
     link: str,
     protocol: str,
-    encoder: Callable[[tuple[str, ...], int], Callable[[np.ndarray, tuple[str, ...]], bytes]],
+    encoder: Callable[[tuple[str, ...], int], Callable[[np.ndarray, tuple[str, ...]], list[bytes]]],
     *,
     rate: float = 3200.0,
     fault: str | None = None,
@@ -108,7 +135,8 @@ def stream(
 ) -> int:
     """Stream the simulated machine's samples to a pty at `link` until SIGTERM/SIGINT, `stop` or
     `duration`: the pty server of the waveform protocols (lines, frames). `encoder(channels,
-    block_n)` returns the protocol's `block (n, C) -> bytes` for blocks of about `block_n` samples.
+    block_n)` returns the protocol's `block (n, C) -> records` (the lines or frames, as a list of
+    bytes, each kept whole on the wire: see _Writer) for blocks of about `block_n` samples.
 
     Returns the exit code: 0 when stopped, 1 when the link cannot be made, 2 for invalid usage
     (unknown fault).
