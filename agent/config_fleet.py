@@ -24,8 +24,8 @@ class SharePrivacy(PrivacyConfig):
     mechanism: Literal["gaussian"] = Field("gaussian", description="the Gaussian mechanism (L2 sensitivity)")
     delta: float = Field(1e-6, gt=0, le=1e-3, description="failure probability of the Gaussian mechanism")
     covariance: Literal["full", "diagonal"] = Field(
-        "diagonal", description="diagonal: variances only (d noised numbers, far less noise); full: all "
-                                "d(d+1)/2 covariances")
+        "full", description="full: all d(d+1)/2 covariances (how alike machines differ together); diagonal: "
+                            "variances only (less noise per number, no correlations; docs/federated.md)")
 
 
 class FleetConfig(Section):

@@ -191,7 +191,7 @@ def main() -> None:
     p.add_argument("--verbose", action="store_true", help="false alert times per machine, on stderr")
     p.add_argument("--epsilon", type=float, nargs="*", default=[], help="also private shares with these epsilons")
     p.add_argument("--draws", type=int, default=3, help="noise draws (one prior each) per epsilon")
-    p.add_argument("--covariance", choices=("diagonal", "full"), default="diagonal", help="fleet.privacy.covariance")
+    p.add_argument("--covariance", choices=("diagonal", "full"), default="full", help="fleet.privacy.covariance")
     p.add_argument("--reference", type=int, default=900, help="seed of the machine whose baseline gives the bounds")
     p.add_argument("--bounds-k", type=float, default=6.0, help="bounds: its mean -/+ this many standard deviations")
     args = p.parse_args()

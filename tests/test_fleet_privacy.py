@@ -155,7 +155,7 @@ def test_shared_statistics_are_noised_by_opendp_at_the_stated_scale(monkeypatch)
 
     # Enough windows that the noise stays well inside the bounds (released means are held to them).
     det, bounds = _learned_d2(2000)
-    p = privacy(1.0, bounds)
+    p = privacy(1.0, bounds, covariance="diagonal")
     state = det.state()
     first, block = private_detector(state, p, "gw-a/pump1")
     second, _ = private_detector(state, p, "gw-a/pump1")
@@ -186,7 +186,7 @@ def test_shared_statistics_are_noised_by_opendp_at_the_stated_scale(monkeypatch)
     clipped_mean = release(sums, _identity, "diagonal")["mean"]
     assert np.all(np.abs(means.mean(axis=0) - clipped_mean) < 4 * expected_sd / math.sqrt(200))  # unbiased
     # Less privacy, less noise: epsilon 8 releases far closer to the clipped mean.
-    loose = np.array([private_detector(state, privacy(8.0, bounds), "x")[0]["mean"] for _ in range(50)])
+    loose = np.array([private_detector(state, privacy(8.0, bounds, covariance="diagonal"), "x")[0]["mean"] for _ in range(50)])
     assert loose.std(axis=0).max() < 0.5 * got_sd.min()
 
 
@@ -398,7 +398,7 @@ def test_released_means_and_variances_stay_within_what_clipped_windows_can_have(
 
 def test_full_and_diagonal_private_shares_are_not_merged():
     data = [vectors(60 + i, 150) for i in range(2)]
-    a = share(streaming(data[0]), "gw-a", privacy(5.0))
+    a = share(streaming(data[0]), "gw-a", privacy(5.0, covariance="diagonal"))
     b = share(streaming(data[1]), "gw-b", privacy(5.0, covariance="full"))
     with pytest.raises(PoolingError, match="covariance 'full' and 'diagonal'"):
         merge([("a", a), ("b", b)], "pump-a")
