@@ -102,7 +102,7 @@ def fleet_priors(args) -> list[tuple[str, dict]]:
     cfg = sensor(args.learn)
     clip = reference_bounds(args) if args.epsilon else None
     states = []
-    for seed in range(1, args.donors + 1):
+    for seed in range(args.first_donor, args.first_donor + args.donors):
         model = build_model(cfg.detector, cfg.alerts, clip) if clip else None
         pipe, _, _ = run(cfg, args.learn + 10, seed, model=model)
         states.append((seed, pipe.model.state()))
@@ -184,6 +184,7 @@ def main() -> None:
     p.add_argument("--early", type=float, default=600.0, help="fault time (s) of the first run")
     p.add_argument("--healthy", type=float, default=7200.0, help="fault time (s) of the second run")
     p.add_argument("--within", type=float, default=300.0, help="a fault alerted later than this is missed")
+    p.add_argument("--first-donor", type=int, default=1, help="seed of the first donor")
     p.add_argument("--first-seed", type=int, default=1000, help="seed of the first new machine (donors: 1..N)")
     p.add_argument("--prior-windows", type=int, default=None, help="fleet.prior_windows (default: pooled count)")
     p.add_argument("--in-sample", action="store_true",
@@ -198,7 +199,7 @@ def main() -> None:
     priors = fleet_priors(args)
     doc = priors[0][1]
     print(f"prior: {doc['detector']['n']} windows of {args.donors} donors, rpm "
-          f"{', '.join(f'{rpm_of(s):.0f}' for s in range(1, args.donors + 1))}; new machines rpm "
+          f"{', '.join(f'{rpm_of(s):.0f}' for s in range(args.first_donor, args.first_donor + args.donors))}; new machines rpm "
           f"{', '.join(f'{rpm_of(args.first_seed + i):.0f}' for i in range(args.machines))}\n")
     print(f"| start | time to a usable baseline (median) | false anomaly alerts / hours scored healthy | "
           f"fault at {args.early:.0f} s: detected within {args.within:.0f} s | "
