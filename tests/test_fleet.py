@@ -19,6 +19,7 @@ from models.gaussian import GaussianDetector
 from models.pooling import PoolingError, detector_state, pool, stats_of
 from models.prior import prior_model
 from models.streaming import StreamingModel
+from fleet_helpers import RecordingLog as Log, numbers as _numbers
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES = ["ax.rms_g", "ax.kurtosis", "ax.band_1_2k_g2", "ax.skewness", "temp.mean_c"]
@@ -94,15 +95,6 @@ def test_merge_of_two_agents_equals_the_baseline_learned_on_both_data_sets():
     assert doc["calibration"]["tail"] > doc["calibration"]["median"] > 0
 
 
-def _numbers(obj):
-    if isinstance(obj, dict):
-        for v in obj.values():
-            yield from _numbers(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _numbers(v)
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        yield float(obj)
 
 
 def test_share_holds_statistics_and_no_samples():
@@ -144,14 +136,6 @@ def test_what_cannot_be_pooled_exactly_is_refused_in_words():
                      "fleet: {share_baseline: true, machine_type: pump-a}\n", "c.yaml")
 
 
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def error(self, event, **kw):
-        self.lines.append((event, kw))
-
-    info = warning = error
 
 
 def _prior_bundle(tmp_path, key) -> str:

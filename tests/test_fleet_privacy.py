@@ -20,6 +20,7 @@ from models.pooling import PoolingError, pool, stats_of
 from models.prior import prior_model
 from models.private_stats import release, sensitivities
 from models.streaming import StreamingModel
+from fleet_helpers import RecordingLog as Log, numbers as _numbers
 
 FEATURES = ["ax.rms_g", "ax.kurtosis", "ax.band_1_2k_g2", "ax.skewness", "temp.mean_c"]
 # Declared as a machine type's specification would: wider than any healthy window, not from the data.
@@ -190,15 +191,6 @@ def test_shared_statistics_are_noised_by_opendp_at_the_stated_scale(monkeypatch)
     assert loose.std(axis=0).max() < 0.5 * got_sd.min()
 
 
-def _numbers(obj):
-    if isinstance(obj, dict):
-        for v in obj.values():
-            yield from _numbers(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _numbers(v)
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        yield float(obj)
 
 
 def test_private_share_holds_noised_statistics_a_privacy_block_and_no_quantiles():
@@ -264,14 +256,6 @@ def test_private_shares_merge_into_a_psd_prior_calibrated_from_the_statistics():
     assert ready and math.isfinite(score) and new.baseline()["calibration"]["method"] == "fleet-private"
 
 
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def info(self, event, **kw):
-        self.lines.append((event, kw))
-
-    warning = error = info
 
 
 def test_a_restart_republishes_the_kept_private_share_under_the_configured_machine_type(tmp_path):

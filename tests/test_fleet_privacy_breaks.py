@@ -20,6 +20,7 @@ from agent.fleet_privacy import clip_bounds, private_detector, sensor_features
 from agent.fleet_share import FleetShare, merge
 from agent.pipeline import SensorPipeline, build_model
 from models.pooling import PoolingError
+from fleet_helpers import RecordingLog as Log
 
 ROOT = Path(__file__).resolve().parent.parent
 # Declared physical ranges (not taken from the data below), every feature of a 1000 Hz sim sensor.
@@ -28,14 +29,6 @@ BOUNDS = ('{"*.rms_g": [0.001, 10], "*.peak_g": [0.001, 50], "*.crest_factor": [
           '"*.envelope_rms_g": [1.0e-5, 10], "temp.mean_c": [0, 120], "temp.slope_c_per_min": [-10, 10]}')
 
 
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def error(self, event, **kw):
-        self.lines.append((event, kw))
-
-    info = warning = error
 
 
 def config(device="gw-1", machine_type="pump-a", privacy: str | None = "{epsilon: 10, bounds: %s}" % BOUNDS):
