@@ -74,7 +74,9 @@ def test_private_share_is_noised_once_kept_across_a_restart_and_not_merged_with_
         assert set(private) == set(exact) == SHARE_KEYS
         block = private["privacy"]
         assert {k: block[k] for k in ("mechanism", "epsilon", "delta", "unit", "covariance")} == {
-            "mechanism": "gaussian", "epsilon": 1.0, "delta": 1e-6, "unit": "window", "covariance": "diagonal"}
+            "mechanism": "gaussian", "epsilon": 1.0, "delta": 1e-6, "unit": "window", "covariance": "full"}  # the default
+        cov = private["detector"]["cov"]
+        assert any(cov[0][j] != 0 for j in range(1, len(cov)))  # full: the covariances are shared too
         assert len(block["bounds"]) == len(private["detector"]["keys"]) == 29  # every feature clipped
         assert set(private["calibration"]) == {"quantile", "alarm_ratio"}  # no median, no tail
         assert exact["privacy"] is None and {"median", "tail"} <= set(exact["calibration"])
@@ -82,7 +84,7 @@ def test_private_share_is_noised_once_kept_across_a_restart_and_not_merged_with_
                            20, what="gw-p's status saying what it shared")[-1]
         assert private["detector"]["n"] == shown["baseline"]["windows"] == shown["fleet"]["shared"]["windows"] > 2
         assert shown["fleet"]["shared"]["privacy"] == {"mechanism": "gaussian", "epsilon": 1.0, "delta": 1e-6,
-                                                       "covariance": "diagonal"}
+                                                       "covariance": "full"}
         wait_until(lambda: [e for e in status_entries(sub, "gw-x") if "shared" in e.get("fleet", {})], 20,
                    what="gw-x's status saying what it shared")
         assert status_entries(sub, "gw-x")[-1]["fleet"]["shared"]["privacy"] is None
