@@ -59,6 +59,7 @@ def warnings(cfg) -> list[tuple[tuple, str]]:
 
     out += unused_bounds(cfg)
     if cfg.storage.encrypt:
+        out += _key_warnings(cfg.storage)
         installed = os.path.abspath(os.path.join(str(cfg.storage.dir), "bundles"))
         for i, s in enumerate(cfg.sensors):
             path = s.detector.bundle
@@ -67,3 +68,22 @@ def warnings(cfg) -> list[tuple[tuple, str]]:
                             f"{path} is read as it is and stays unencrypted (storage.encrypt covers installed "
                             f"bundles: pdm-agent model install {path} --sensor {s.name})"))
     return out
+
+
+def _key_warnings(storage) -> list[tuple[tuple, str]]:
+    """With `storage.key_file` set: a key the agent would refuse at start (missing, too short, not the one
+    the state directory's files were sealed with) is said by `config check`, which otherwise says OK.
+    Without `key_file` the key is the systemd credential, which exists only inside the service: not checked.
+    A key file this user may not read (root-only, read by the service user) is not judged either."""
+    from agent.sealed import KeyProblem, check_key, from_config
+
+    if storage.key_file is None:
+        return []
+    try:
+        sealer = from_config(storage, environ={})
+        check_key(str(storage.dir), sealer)
+    except KeyProblem as exc:
+        if "Permission denied" in str(exc):
+            return []
+        return [(("storage", "key_file"), f"the agent will not start: {exc}")]
+    return []

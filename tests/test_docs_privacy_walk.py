@@ -1,0 +1,82 @@
+"""What an operator following docs/federated.md and docs/privacy.md from a wheel install ran into:
+a share file saved from a topic with nothing retained (empty) must be named as such, and
+`config check` must say when `storage.encrypt`'s key would stop the agent from starting, instead of OK."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from agent.sealed import Sealer, write
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
+def test_an_empty_share_file_is_named_empty_not_a_json_error(tmp_path):
+    # `mosquitto_sub -t TOPIC -C 1 -W 5 > gw-b.json` with nothing retained on TOPIC leaves an empty file
+    (tmp_path / "gw-b.json").write_text("")
+    (tmp_path / "gw-a.json").write_text("")
+    for args in (("fleet", "merge", "gw-a.json", "gw-b.json", "--out", "prior"),
+                 ("fleet", "bounds", "gw-b.json")):
+        run = cli(*args, cwd=tmp_path)
+        assert run.returncode == 2, run.stderr
+        assert "empty: no share in it" in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert "not JSON" not in run.stderr
+    assert not (tmp_path / "prior").exists()
+
+
+def _config(tmp_path: Path, key_file: str | None) -> Path:
+    state = tmp_path / "state"
+    text = ("device: {id: gw1}\n"
+            "storage:\n"
+            f"  dir: {state}\n"
+            "  encrypt: true\n"
+            f"  key_file: {key_file if key_file is not None else 'null'}\n"
+            "sensors:\n  - {name: pump1, protocol: sim}\n")
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_config_check_warns_when_the_encryption_key_would_stop_the_agent(tmp_path):
+    good = tmp_path / "model.key"
+    good.write_bytes(os.urandom(32))
+    # a baseline sealed with `good`, as the agent leaves it in storage.dir
+    write(str(tmp_path / "state" / "models" / "pump1.json"), b"{}", "baseline", "pump1", Sealer(good.read_bytes(), "test"))
+
+    run = cli("config", "check", "--config", str(_config(tmp_path, str(good))))
+    assert run.returncode == 0 and "key_file" not in run.stderr, run.stderr
+
+    missing = tmp_path / "nonexistent.key"
+    run = cli("config", "check", "--config", str(_config(tmp_path, str(missing))))
+    assert run.returncode == 0, run.stderr
+    assert ("storage.key_file: the agent will not start" in run.stderr and "No such file or directory" in run.stderr
+            and "agent.yaml:5" in run.stderr), run.stderr
+
+    short = tmp_path / "short.key"
+    short.write_bytes(os.urandom(16))
+    run = cli("config", "check", "--config", str(_config(tmp_path, str(short))))
+    assert "the agent will not start" in run.stderr and "holds 16 bytes" in run.stderr, run.stderr
+
+    other = tmp_path / "other.key"
+    other.write_bytes(os.urandom(32))
+    run = cli("config", "check", "--config", str(_config(tmp_path, str(other))))
+    assert "the agent will not start" in run.stderr and "wrong key" in run.stderr, run.stderr
+    # the agent itself refuses the same key, as config check said
+    run_agent = cli("run", "--config", str(_config(tmp_path, str(other))))
+    assert run_agent.returncode == 2 and "wrong key" in run_agent.stderr, run_agent.stderr
+
+
+def test_config_check_leaves_the_systemd_credential_to_the_service(tmp_path):
+    # key_file null: the key is the systemd credential, present only inside the service; not judged here
+    run = cli("config", "check", "--config", str(_config(tmp_path, None)))
+    assert run.returncode == 0 and "key_file" not in run.stderr and "will not start" not in run.stderr, run.stderr
