@@ -80,3 +80,29 @@ def test_config_check_leaves_the_systemd_credential_to_the_service(tmp_path):
     # key_file null: the key is the systemd credential, present only inside the service; not judged here
     run = cli("config", "check", "--config", str(_config(tmp_path, None)))
     assert run.returncode == 0 and "key_file" not in run.stderr and "will not start" not in run.stderr, run.stderr
+
+
+def test_the_status_names_the_sensors_from_the_start_not_a_status_interval_later(tmp_path, broker):
+    # docs/federated.md: a sensor started from a prior is `ready` from its first window and its status says so;
+    # `pdm-agent status` right after the start showed the device online with no sensor for status_interval_s
+    # (the first connect's status came before the sensors were built; eight sensors take long enough to build)
+    import json
+
+    from agentproc import sim_sensor, start_agent, stop, write_config
+    from broker import Subscriber
+
+    config = write_config(tmp_path / "agent.yaml", broker=broker, storage=tmp_path / "state",
+                          sensors=[sim_sensor(f"pump{i}", learn_seconds=600) for i in range(1, 9)])
+    text = config.read_text().replace("status_interval_s: 5.0", "status_interval_s: 3600")
+    assert text != config.read_text()
+    config.write_text(text)
+    sub = Subscriber(broker.host, broker.port, ["pdm/e2e-gw/status"])
+    agent = start_agent(config, tmp_path / "agent.log")
+    try:
+        def named(msgs):
+            docs = [json.loads(m.payload) for m in msgs if m.payload]
+            return any(len(d.get("sensors", {})) == 8 for d in docs)
+        sub.wait_for(named, timeout=20)  # learning (600 s) and status_interval_s (1 h) say nothing before
+    finally:
+        sub.close()
+        assert stop(agent) == 0
