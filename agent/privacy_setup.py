@@ -58,6 +58,16 @@ def warnings(cfg) -> list[tuple[tuple, str]]:
     from agent.fleet_privacy import unused_bounds
 
     out += unused_bounds(cfg)
+    if not cfg.storage.encrypt:
+        from agent.sealed import sealed_files
+
+        sealed = sealed_files(str(cfg.storage.dir))
+        if sealed:
+            out.append((("storage", "encrypt"),
+                        f"false, but {len(sealed)} encrypted file(s) are stored "
+                        f"({sealed[0]}{' ...' if len(sealed) > 1 else ''}): "
+                        "they are not read and the sensors learn anew (the files are kept); set encrypt: true "
+                        "with the key they were sealed with to use them"))
     if cfg.storage.encrypt:
         out += _key_warnings(cfg.storage)
         installed = os.path.abspath(os.path.join(str(cfg.storage.dir), "bundles"))

@@ -51,7 +51,8 @@ def test_config_check_warns_when_the_encryption_key_would_stop_the_agent(tmp_pat
     good = tmp_path / "model.key"
     good.write_bytes(os.urandom(32))
     # a baseline sealed with `good`, as the agent leaves it in storage.dir
-    write(str(tmp_path / "state" / "models" / "pump1.json"), b"{}", "baseline", "pump1", Sealer(good.read_bytes(), "test"))
+    sealer = Sealer(good.read_bytes(), "test")
+    write(str(tmp_path / "state" / "models" / "pump1.json"), b"{}", "baseline", "pump1", sealer)
 
     run = cli("config", "check", "--config", str(_config(tmp_path, str(good))))
     assert run.returncode == 0 and "key_file" not in run.stderr, run.stderr
@@ -74,6 +75,14 @@ def test_config_check_warns_when_the_encryption_key_would_stop_the_agent(tmp_pat
     # the agent itself refuses the same key, as config check said
     run_agent = cli("run", "--config", str(_config(tmp_path, str(other))))
     assert run_agent.returncode == 2 and "wrong key" in run_agent.stderr, run_agent.stderr
+
+    # encrypt: false with that sealed baseline in storage.dir: not read, the sensor learns anew; said before
+    off = _config(tmp_path, None)
+    off.write_text(off.read_text().replace("encrypt: true", "encrypt: false"))
+    run = cli("config", "check", "--config", str(off))
+    assert run.returncode == 0, run.stderr
+    assert "storage.encrypt: false, but 1 encrypted file(s) are stored" in run.stderr, run.stderr
+    assert "pump1.json.sealed" in run.stderr and "agent.yaml:4" in run.stderr
 
 
 def test_config_check_leaves_the_systemd_credential_to_the_service(tmp_path):
