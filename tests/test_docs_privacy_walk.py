@@ -115,3 +115,39 @@ def test_the_status_names_the_sensors_from_the_start_not_a_status_interval_later
     finally:
         sub.close()
         assert stop(agent) == 0
+
+
+def test_status_text_says_what_the_fleet_did_with_the_sensor():
+    # `pdm-agent status` printed "baseline learning 18%" for a sensor whose prior was refused, with no word of it;
+    # shapes as the agent published them in the walk (docs/mqtt.md, sensors.<name>.fleet)
+    from agent.status_cmd import render
+
+    def doc(**sensor):
+        return {"state": "online", "version": "0.1.0", "ts": "T", "sensors": {"pump1": {
+            "online": True, "windows": 3, "health": {"state": "ok"}, "condition": "clear", **sensor}}}
+
+    learning = {"state": "learning", "progress": 0.18, "windows": 0, "learned_at": None}
+    text = render(doc(baseline=learning, fleet={"prior_refused": {
+        "path": "/etc/pdm-agent/pump-a-prior", "ts": 1796076048.0,
+        "reason": "signature does not verify: signed by key 2dc0c0bfd20fbf6f, which is not trusted"}}), "x", "gw")
+    assert ("fleet prior refused (/etc/pdm-agent/pump-a-prior): signature does not verify: signed by key "
+            "2dc0c0bfd20fbf6f, which is not trusted; the sensor learns its own baseline instead") in text
+    shared = {"topic": "pdm/fleet/pump-a/baseline/gw-a/pump1", "windows": 118, "learned_at": "2026-11-30T21:53:57Z",
+              "bytes": 20020, "privacy": {"mechanism": "gaussian", "epsilon": 10.0, "delta": 1e-06,
+                                          "covariance": "full"}}
+    text = render(doc(baseline={"state": "ready"}, fleet={"shared": shared}), "x", "gw")
+    assert ("fleet: shared on pdm/fleet/pump-a/baseline/gw-a/pump1 (118 windows learned 2026-11-30T21:53:57Z; "
+            "private: epsilon 10.0, full covariance)") in text
+    text = render(doc(baseline={"state": "ready"}, fleet={"shared": {**shared, "privacy": None}}), "x", "gw")
+    assert "; exact)" in text
+    text = render(doc(baseline={"state": "ready"}, fleet={"not_shared": {"reason": "baseline learned without "
+                                                                          "fleet.privacy"}}), "x", "gw")
+    assert "fleet: not shared: baseline learned without fleet.privacy" in text
+    prior = {"path": "/p", "machine_type": "pump-a", "key_id": "k", "created": "C", "machines": 3, "windows": 354}
+    text = render(doc(baseline={"state": "ready"}, fleet={"prior": prior, "prior_fit": {
+        "windows": 30, "below_warning": 4, "note": "a fault, or a machine unlike the donors"}}), "x", "gw")
+    assert "fleet: started from the prior /p (pump-a, 354 windows of 3 machine(s))" in text
+    assert "fleet prior does not fit: a fault, or a machine unlike the donors" in text
+    text = render(doc(baseline={**learning, "refused": {"reason": "authentication failed", "ts": 1.0}}), "x", "gw")
+    assert "baseline refused: authentication failed; learning anew" in text
+    assert "fleet" not in render(doc(baseline={"state": "ready"}), "x", "gw")
