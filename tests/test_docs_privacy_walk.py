@@ -1,6 +1,7 @@
 """What an operator following docs/federated.md and docs/privacy.md from a wheel install ran into:
 a share file saved from a topic with nothing retained (empty) must be named as such, and
-`config check` must say when `storage.encrypt`'s key would stop the agent from starting, instead of OK."""
+`config check` must say when `storage.encrypt`'s key would stop the agent from starting, instead of OK; the
+status names the sensors from the start; `pdm-agent status` says what the fleet did with a sensor."""
 
 from __future__ import annotations
 
