@@ -87,13 +87,15 @@ def _key_warnings(storage) -> list[tuple[tuple, str]]:
     A key file this user may not read (root-only, read by the service user) is not judged either."""
     from agent.sealed import KeyProblem, check_key, from_config
 
+    import os
+
     if storage.key_file is None:
         return []
+    path = os.path.expandvars(os.path.expanduser(str(storage.key_file)))
+    if os.path.exists(path) and not os.access(path, os.R_OK):
+        return []
     try:
-        sealer = from_config(storage, environ={})
-        check_key(str(storage.dir), sealer)
+        check_key(str(storage.dir), from_config(storage, environ={}))
     except KeyProblem as exc:
-        if "Permission denied" in str(exc):
-            return []
         return [(("storage", "key_file"), f"the agent will not start: {exc}")]
     return []
