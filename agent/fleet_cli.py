@@ -33,7 +33,12 @@ def _from_files(paths: list[str]) -> list[tuple[str, dict]]:
     for path in paths:
         try:
             with open(path, encoding="utf-8") as f:
-                shares.append((path, json.load(f)))
+                text = f.read()
+            if not text.strip():
+                # what `mosquitto_sub -C 1 -W 5 > FILE` leaves when nothing is retained on the topic
+                raise SystemExit(_err(f"{path}: empty: no share in it (nothing retained on the topic it was "
+                                      "saved from? check the device and sensor in the topic)", EXIT_USAGE))
+            shares.append((path, json.loads(text)))
         except OSError as exc:
             raise SystemExit(_err(f"{path}: {exc.strerror or exc}", EXIT_USAGE)) from None
         except ValueError as exc:

@@ -58,7 +58,18 @@ def warnings(cfg) -> list[tuple[tuple, str]]:
     from agent.fleet_privacy import unused_bounds
 
     out += unused_bounds(cfg)
+    if not cfg.storage.encrypt:
+        from agent.sealed import sealed_files
+
+        sealed = sealed_files(str(cfg.storage.dir))
+        if sealed:
+            out.append((("storage", "encrypt"),
+                        f"false, but {len(sealed)} encrypted file(s) are stored "
+                        f"({sealed[0]}{' ...' if len(sealed) > 1 else ''}): "
+                        "they are not read and the sensors learn anew (the files are kept); set encrypt: true "
+                        "with the key they were sealed with to use them"))
     if cfg.storage.encrypt:
+        out += _key_warnings(cfg.storage)
         installed = os.path.abspath(os.path.join(str(cfg.storage.dir), "bundles"))
         for i, s in enumerate(cfg.sensors):
             path = s.detector.bundle
@@ -67,3 +78,24 @@ def warnings(cfg) -> list[tuple[tuple, str]]:
                             f"{path} is read as it is and stays unencrypted (storage.encrypt covers installed "
                             f"bundles: pdm-agent model install {path} --sensor {s.name})"))
     return out
+
+
+def _key_warnings(storage) -> list[tuple[tuple, str]]:
+    """With `storage.key_file` set: a key the agent would refuse at start (missing, too short, not the one
+    the state directory's files were sealed with) is said by `config check`, which otherwise says OK.
+    Without `key_file` the key is the systemd credential, which exists only inside the service: not checked.
+    A key file this user may not read (root-only, read by the service user) is not judged either."""
+    from agent.sealed import KeyProblem, check_key, from_config
+
+    import os
+
+    if storage.key_file is None:
+        return []
+    path = os.path.expandvars(os.path.expanduser(str(storage.key_file)))
+    if os.path.exists(path) and not os.access(path, os.R_OK):
+        return []
+    try:
+        check_key(str(storage.dir), from_config(storage, environ={}))
+    except KeyProblem as exc:
+        return [(("storage", "key_file"), f"the agent will not start: {exc}")]
+    return []

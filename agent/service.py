@@ -210,8 +210,12 @@ class Service:
         self.publisher.start()
         for sensor_cfg in self.cfg.sensors:
             self._start_worker(sensor_cfg)
-        if self.cfg.fleet.share_baseline:  # the first connect may come before the restored baselines
+        # The first connect may come before the sensors exist (restored baselines, a fleet prior): the
+        # status names them now, not status_interval_s later (with shares: republished with theirs).
+        if self.cfg.fleet.share_baseline:
             self.publisher.announce()
+        else:
+            self.publisher.refresh_status()
         self.notifier.ready(self.summary())
         self.log.info("agent running", version=__version__, device=self.cfg.device.id,
                       sensors=[s.name for s in self.cfg.sensors],

@@ -103,6 +103,35 @@ def _baseline(entry: dict) -> str:
     return str(b) if b is not None else "?"
 
 
+def _fleet(entry: dict) -> list[str]:
+    """`sensors.<name>.fleet` (docs/federated.md) and an encrypted baseline refused (docs/privacy.md), in
+    words: without them a refused prior looked like any sensor learning its own baseline."""
+    out = []
+    refused = (entry.get("baseline") or {}).get("refused") if isinstance(entry.get("baseline"), dict) else None
+    if isinstance(refused, dict):
+        out.append(f"  baseline refused: {refused.get('reason', '?')}; learning anew")
+    fleet = entry.get("fleet")
+    if not isinstance(fleet, dict):
+        return out
+    if isinstance(shared := fleet.get("shared"), dict):
+        privacy = shared.get("privacy")
+        how = (f"private: epsilon {privacy.get('epsilon')}, {privacy.get('covariance')} covariance"
+               if isinstance(privacy, dict) else "exact")
+        out.append(f"  fleet: shared on {shared.get('topic')} ({shared.get('windows')} windows learned "
+                   f"{shared.get('learned_at')}; {how})")
+    if isinstance(not_shared := fleet.get("not_shared"), dict):
+        out.append(f"  fleet: not shared: {not_shared.get('reason', '?')}")
+    if isinstance(prior := fleet.get("prior"), dict):
+        out.append(f"  fleet: started from the prior {prior.get('path')} ({prior.get('machine_type')}, "
+                   f"{prior.get('windows')} windows of {prior.get('machines')} machine(s))")
+    if isinstance(fit := fleet.get("prior_fit"), dict):
+        out.append(f"  fleet prior does not fit: {fit.get('note', '?')}")
+    if isinstance(refused := fleet.get("prior_refused"), dict):
+        out.append(f"  fleet prior refused ({refused.get('path')}): {refused.get('reason', '?')}; "
+                   "the sensor learns its own baseline instead")
+    return out
+
+
 def render(doc: dict, source: str, device: str) -> str:
     state = doc.get("state", "unknown")
     lines = [f"pdm-agent {doc.get('device', device)}: {state} (version {doc.get('version', '?')}, "
@@ -142,6 +171,7 @@ def render(doc: dict, source: str, device: str) -> str:
             lines.append("  last alert: " + describe_alert(s["last_alert"]))
         if isinstance(s.get("diagnosis"), dict):  # docs/diagnosis.md
             lines.append(f"  latest diagnosis ({s['diagnosis'].get('ts', '?')}): {diagnosis_text(s['diagnosis'])}")
+        lines += _fleet(s)
         if s.get("error"):
             lines.append(f"  error: {s['error']}")
     return "\n".join(lines)
