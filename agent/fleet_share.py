@@ -23,8 +23,9 @@ import time
 from agent.fleet_privacy import check_block, keep_share, kept_share, reused, settings
 from agent.topics import fleet_baseline as topic
 
-from models.pooling import (NOISE_MARGIN, PoolingError, detector_state, learned_baseline, pool, pool_calibration, pooled_noise,
-                            private_calibration, psd, stats_of)
+from models.pooling import (NOISE_MARGIN, PoolingError, detector_state, learned_baseline, pool, pool_calibration,
+                            pooled_noise, private_calibration, psd, stats_of)
+from models.private_stats import noise_sd
 from models.prior import FORMAT as PRIOR_FORMAT, KIND as PRIOR_KIND, check as check_prior, prior_model
 
 KIND, FORMAT = "fleet-baseline", 1
@@ -122,7 +123,8 @@ def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, creat
     pooled = pool([p[1] for p in parts], [p[0] for p in parts])
     privacy = None
     if all(private):
-        noised = [(p[1], _variance_noise(p)) for p in parts]
+        # read_share checked every privacy block, so scale and sensitivities are usable numbers
+        noised = [(p[1], noise_sd(p[1].n, p[3]["privacy"]["scale"], p[3]["privacy"]["sensitivity"])) for p in parts]
         noise = pooled_noise(noised)
         pooled = psd(pooled, noise)
         calibration = private_calibration([(p[1], p[2], sd) for p, (_, sd) in zip(parts, noised)], tail_ratio)
@@ -139,19 +141,6 @@ def merge(shares: list[tuple[str, dict]], machine_type: str | None = None, creat
             "machines": [{"device": p[3].get("device"), "sensor": p[3].get("sensor"), "n": p[1].n,
                           "window_s": p[3].get("window_s")} for p in parts],
             "privacy": privacy}
-
-
-def _variance_noise(part) -> float:
-    """Noise sd (on a mean, on a variance) of a private share, from its privacy block (PoolingError if
-    unreadable)."""
-    from models.private_stats import noise_sd
-
-    where, stats, _, doc = part
-    try:
-        block = doc["privacy"]
-        return noise_sd(stats.n, float(block["scale"]), block["sensitivity"])
-    except (KeyError, TypeError, ValueError):
-        raise PoolingError(f"{where}: privacy block without its noise scale and sensitivity") from None
 
 
 def load_prior(path: str, trusted_keys) -> tuple[dict, str]:
@@ -172,7 +161,7 @@ def load_prior(path: str, trusted_keys) -> tuple[dict, str]:
 
 def describe(cfg, sensor_cfg) -> str | None:
     """`config check`'s line about a sensor's fleet prior (verified as the agent will), or None."""
-    if cfg.fleet.prior is None or not FleetShare.member(cfg, sensor_cfg.name) or sensor_cfg.detector.bundle:
+    if cfg.fleet.prior is None or not cfg.fleet.covers(sensor_cfg.name) or sensor_cfg.detector.bundle:
         return None
 
     class _Quiet:
@@ -201,10 +190,6 @@ class FleetShare:
         self._status: dict[str, dict] = {}
         self._cache: dict[str, tuple] = {}  # sensor -> ((baseline key, topic, privacy settings), topic, payload bytes)
         self._held: dict[str, tuple] = {}  # sensor -> (baseline key, private share released, privacy settings)
-
-    @staticmethod
-    def member(cfg, sensor: str) -> bool:
-        return cfg.fleet.covers(sensor)
 
     def status(self, sensor: str, pipeline=None) -> dict:
         """`fleet` in the sensor's status entry, when there is something to say; with the sensor's
@@ -240,7 +225,7 @@ class FleetShare:
 
         fleet, name = cfg.fleet, sensor_cfg.name
         self._status.pop(name, None)
-        if fleet.prior is None or not self.member(cfg, name) or sensor_cfg.detector.bundle is not None:
+        if fleet.prior is None or not cfg.fleet.covers(name) or sensor_cfg.detector.bundle is not None:
             return None
         path = str(fleet.prior)
         try:
@@ -282,7 +267,7 @@ class FleetShare:
         out = []
         for name, worker in list(workers.items()):
             model = worker.pipeline.model
-            if not self.member(cfg, name) or not isinstance(model, StreamingModel):
+            if not cfg.fleet.covers(name) or not isinstance(model, StreamingModel):
                 continue
             baseline = model.baseline()
             if baseline["state"] == "suspect":

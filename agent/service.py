@@ -211,11 +211,8 @@ class Service:
         for sensor_cfg in self.cfg.sensors:
             self._start_worker(sensor_cfg)
         # The first connect may come before the sensors exist (restored baselines, a fleet prior): the
-        # status names them now, not status_interval_s later (with shares: republished with theirs).
-        if self.cfg.fleet.share_baseline:
-            self.publisher.announce()
-        else:
-            self.publisher.refresh_status()
+        # status names them now, not status_interval_s later, and their fleet shares go with it.
+        self.publisher.announce()
         self.notifier.ready(self.summary())
         self.log.info("agent running", version=__version__, device=self.cfg.device.id,
                       sensors=[s.name for s in self.cfg.sensors],

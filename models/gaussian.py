@@ -123,6 +123,7 @@ class GaussianDetector(DetectorBase):
         self.shrinkage = shrinkage
         self.clip = {str(k): [float(b[0]), float(b[1])] for k, b in clip.items()} if clip else None
         self._clipped: dict | None = None  # {"n", "total", "outer"} while clip is set
+        self._box_cache = None  # (low, high, unbounded) of clip in key order, once the keys are known
         self._keys: list[str] = []
         self._log_mask = np.zeros(0, dtype=bool)
         self._n = 0
@@ -140,7 +141,7 @@ class GaussianDetector(DetectorBase):
             self._clipped = {"n": 0, "total": np.zeros(d), "outer": np.zeros((d, d))}
 
     def _box(self):
-        if getattr(self, "_box_cache", None) is None:
+        if self._box_cache is None:
             from models.private_stats import box
 
             self._box_cache = box(self._keys, self.clip, self._log_mask)
